@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole cherry_nb test suite, from a fresh clone: virtual environment, install, nbdev sync and
+# cleanliness checks, the notebooks' own tests (nbdev_test) and the pytest layer against the installed package.
+# Any failing part fails the run; pytest finding no tests is a failure too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${CHERRY_VENV:-.venv}
+t0=$SECONDS
+step() { echo; echo "=== $* ($((SECONDS - t0)) s)"; }
+
+step "virtual environment $VENV"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+"$VENV/bin/python" -m pip install -q -e '.[dev]'
+export PATH="$PWD/$VENV/bin:$PATH"
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} MPLBACKEND=Agg PYTHONHASHSEED=0
+python -c "import cherry_nb, torch, timm; print('cherry_nb', cherry_nb.__version__, '| torch', torch.__version__, '| timm', timm.__version__)"
+
+snap() { find cherry_nb nbs -type f \( -name '*.py' -o -name '*.ipynb' \) -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha256sum; }
+
+step "nbdev_export changes nothing (notebooks and cherry_nb/ in sync)"
+before=$(snap); nbdev_export; after=$(snap)
+if [ "$before" != "$after" ]; then
+  diff <(echo "$before") <(echo "$after") || true
+  echo "FAIL: nbdev_export changed the files above: the notebooks and cherry_nb/ disagree." >&2; exit 1
+fi
+
+step "nbdev_clean changes nothing (notebooks are clean)"
+before=$(snap); nbdev_clean; nbdev_clean --fname nbs/workflows; after=$(snap)
+if [ "$before" != "$after" ]; then
+  diff <(echo "$before") <(echo "$after") || true
+  echo "FAIL: nbdev_clean changed the notebooks above: run nbdev_clean and commit." >&2; exit 1
+fi
+
+step "nbdev_test (every notebook cell runs as a test)"
+nbdev_test --n_workers 2 --timing
+
+step "pytest against the installed package"
+python -m pytest -q -p no:cacheprovider tests "$@"
+step "all passed"
