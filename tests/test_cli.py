@@ -1,0 +1,58 @@
+"""The papermill runner and the `cherry-nb` command, on tiny workflow notebooks written by the tests."""
+import json, subprocess, sys
+from pathlib import Path
+import nbformat, pytest
+from cherry_nb.cli import run_workflow, WorkflowFailed, parse_value, workflow_defaults, main, list_workflows
+
+def write_nb(path, fail=False):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("x = 2\nmsg = 'hi'\nout_dir = ''"); p.metadata['tags'] = ['parameters']
+    body = ("import json, pathlib\nres = dict(y=x * 10, msg=msg)\n"
+            "pathlib.Path(out_dir, 'metrics.json').write_text(json.dumps(res))\n"
+            "pathlib.Path(out_dir, 'report.md').write_text('# ok')\n")
+    if fail: body += "raise RuntimeError('boom in cell')\n"
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
+    nbformat.write(nb, str(path)); return path
+
+def test_parse_value():
+    assert parse_value('3') == 3 and parse_value('1e-3') == 1e-3 and parse_value('heavy') == 'heavy'
+
+def test_run_record(tmp_path):
+    src = write_nb(tmp_path / 'wf.ipynb'); before = src.read_bytes()
+    run = run_workflow(str(src), {'x': 5}, runs_dir=tmp_path / 'runs', progress=False)
+    assert run.parent == tmp_path / 'runs' and run.name.endswith('-wf')
+    assert json.loads((run / 'metrics.json').read_text()) == {'y': 50, 'msg': 'hi'}
+    params = json.loads((run / 'params.json').read_text())
+    assert params['x'] == 5 and params['msg'] == 'hi' and Path(params['out_dir']) == run.resolve()
+    rec = json.loads((run / 'run.json').read_text()); assert rec['status'] == 'completed' and rec['versions']['torch']
+    executed = nbformat.read(str(run / 'wf.ipynb'), as_version=4)
+    assert any('injected-parameters' in c.metadata.get('tags', []) for c in executed.cells)
+    assert src.read_bytes() == before, 'the input notebook must never change'
+
+def test_unknown_param(tmp_path):
+    src = write_nb(tmp_path / 'wf.ipynb')
+    with pytest.raises(ValueError, match="no parameter.*'epochz'"): run_workflow(str(src), {'epochz': 1}, runs_dir=tmp_path)
+
+def test_failed_run_leaves_partial_record(tmp_path):
+    src = write_nb(tmp_path / 'bad.ipynb', fail=True)
+    with pytest.raises(WorkflowFailed) as ei: run_workflow(str(src), {}, runs_dir=tmp_path / 'runs', progress=False)
+    run = ei.value.run_dir
+    rec = json.loads((run / 'run.json').read_text()); assert rec['status'] == 'failed' and 'boom in cell' in rec['error']
+    nb = (run / 'bad.ipynb').read_text(); assert 'boom in cell' in nb and (run / 'metrics.json').exists()
+    # resume keeps the failed attempt's notebook beside the new one
+    with pytest.raises(WorkflowFailed): run_workflow(str(src), {}, resume=run, progress=False)
+    assert (run / 'bad.attempt1.ipynb').exists() and (run / 'bad.ipynb').exists()
+
+def test_console_command(tmp_path):
+    src = write_nb(tmp_path / 'wf.ipynb')
+    exe = Path(sys.executable).parent / 'cherry-nb'
+    r = subprocess.run([str(exe), 'run', str(src), '-p', 'x', '7', '--runs-dir', str(tmp_path / 'r')],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert 'report:' in r.stdout and json.loads(next((tmp_path / 'r').glob('*/metrics.json')).read_text())['y'] == 70
+    bad = write_nb(tmp_path / 'bad.ipynb', fail=True)
+    r = subprocess.run([str(exe), 'run', str(bad), '--runs-dir', str(tmp_path / 'r')], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1 and 'partial record' in r.stderr
+    r = subprocess.run([str(exe), 'run', 'no-such-workflow'], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and 'unknown workflow' in r.stderr
