@@ -1,0 +1,75 @@
+"""The two-stage workflow end to end through papermill and the console command, and in-sample vs out-of-fold mining."""
+import json, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from cherry_nb.synth import render_dataset
+from cherry_nb.data import read_image_folder, save_manifest
+from cherry_nb.jobs import TrainJob
+from cherry_nb.two_stage import TwoStageConfig, mining_scores, verify_lineage
+from cherry_nb.mining import apply_mining, MiningConfig
+from cherry_nb.models import read_artifact_meta
+
+EXE = str(Path(sys.executable).parent / 'cherry-nb')
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp('sim') / 'tiny'
+    return render_dataset(root, n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False, pit_as_clean=0.1, seed=3)
+
+def test_workflow_end_to_end(tiny, tmp_path):
+    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tiny), '-p', 'image_size', '32', '-p', 'epochs1', '1',
+                        '-p', 'epochs2', '1', '-p', 'batch_size', '16', '--runs-dir', str(tmp_path / 'runs')],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = next((tmp_path / 'runs').iterdir())
+    assert f"report: {run / 'report.html'}" in r.stdout
+    for f in ('two_stage.ipynb', 'params.json', 'run.json', 'metrics.json', 'report.md', 'report.html', 'predictions.csv',
+              'manifest.csv', 'mined_manifest.csv', 'artifacts/stage1.safetensors', 'artifacts/stage2.json', 'artifacts/deployed.json'):
+        assert (run / f).exists(), f
+    params = json.loads((run / 'params.json').read_text()); assert params['epochs1'] == 1 and params['data'] == str(tiny)
+    m = json.loads((run / 'metrics.json').read_text())
+    assert m['n'] == {'train': 64, 'val': 40, 'test': 40}
+    moved = sum(row["Moved to 'Maybe'"] for row in m['mining_table'])
+    mined = pd.read_csv(run / 'mined_manifest.csv')
+    assert moved == int((mined['mined_label'] == 'maybe').sum()) and (mined.loc[mined.split == 'test', 'mined_label'] != 'maybe').all()
+    lin = verify_lineage(run)
+    assert read_artifact_meta(run / 'artifacts' / 'deployed')['parent_hash'] == lin['stage2_hash']
+    rep = (run / 'report.md').read_text()
+    for s in ('## Executive Summary', '## Mining Statistics', '## Forgetting and Stage-1 Misses', '## Safety Tiers', '## Deployment Recommendation'):
+        assert s in rep
+    assert ('DEPLOY TO PRODUCTION' in rep) != ('DO NOT DEPLOY' in rep)
+    html = (run / 'report.html').read_text(); assert 'plotly' in html and '<table>' in html
+    # tampering with the mined labels breaks the lineage
+    (run / 'mined_manifest.csv').write_text((run / 'mined_manifest.csv').read_text() + '\n')
+    with pytest.raises(ValueError, match='mining_manifest_hash'): verify_lineage(run)
+
+def test_failed_run_exits_nonzero(tmp_path):
+    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tmp_path / 'nope'), '--runs-dir', str(tmp_path / 'runs')],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1 and 'partial record' in r.stderr
+    run = next((tmp_path / 'runs').iterdir())
+    assert json.loads((run / 'run.json').read_text())['status'] == 'failed'
+    assert 'nope' in (run / 'two_stage.ipynb').read_text()
+
+def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
+    """In-sample scores of a model that memorised its training labels hide the mislabelled pits; out-of-fold scores show them."""
+    root = render_dataset(tmp_path / 'noisy', n_train=160, n_val=40, n_test=0, size=32, workers=1, progress=False,
+                          pit_as_clean=0.25, seed=11)
+    df = read_image_folder(root, progress=False)
+    run = tmp_path / 'run'; save_manifest(df, run / 'manifest.csv')
+    base = TrainJob('stage1', 'manifest.csv', image_size=32, aug=None,
+                    train=dict(epochs=25, lr=3e-3, batch_size=32, warmup_epochs=1, label_smoothing=0.0, weight_decay=0.0))
+    from cherry_nb.jobs import run_job
+    run_job(base, run, progress=False)
+    found = {}
+    for mode in ('in-sample', 'out-of-fold'):
+        cfg = TwoStageConfig(image_size=32, mining_mode=mode, folds=2, seed=0)
+        p, fold = mining_scores(df, cfg, run, base, progress=False)
+        mined = apply_mining(df, np.nan_to_num(p, nan=0.5), cfg.mining(), fold=fold)
+        tr = mined[mined.split == 'train']
+        flipped_pits = (tr.noise_flipped == 1) & (tr.true_label == 'pit')
+        found[mode] = int((flipped_pits & (tr.mined_label == 'maybe')).sum())
+        found['n'] = int(flipped_pits.sum())
+    print(found)
+    assert found['n'] >= 10
+    assert found['out-of-fold'] >= found['in-sample'] + max(3, found['n'] // 4), found
