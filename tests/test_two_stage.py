@@ -28,7 +28,7 @@ def test_workflow_end_to_end(tiny, tmp_path):
         assert (run / f).exists(), f
     params = json.loads((run / 'params.json').read_text()); assert params['epochs1'] == 1 and params['data'] == str(tiny)
     m = json.loads((run / 'metrics.json').read_text())
-    assert m['n'] == {'train': 64, 'val': 40, 'test': 40}
+    assert m['n'] == {'train': 64, 'val': 40, 'test': 40} and 0 <= m['stage1_best_val_accuracy'] <= 1
     moved = sum(row["Moved to 'Maybe'"] for row in m['mining_table'])
     mined = pd.read_csv(run / 'mined_manifest.csv')
     assert moved == int((mined['mined_label'] == 'maybe').sum()) and (mined.loc[mined.split == 'test', 'mined_label'] != 'maybe').all()
