@@ -560,4 +560,5 @@ d = { 'settings': { 'branch': 'main',
                                      'cherry_nb.two_stage.pit_truth': ('two_stage.html#pit_truth', 'cherry_nb/two_stage.py'),
                                      'cherry_nb.two_stage.run_two_stage': ('two_stage.html#run_two_stage', 'cherry_nb/two_stage.py'),
                                      'cherry_nb.two_stage.two_stage_report': ('two_stage.html#two_stage_report', 'cherry_nb/two_stage.py'),
-                                     'cherry_nb.two_stage.verify_lineage': ('two_stage.html#verify_lineage', 'cherry_nb/two_stage.py')}}}
+                                     'cherry_nb.two_stage.verify_lineage': ('two_stage.html#verify_lineage', 'cherry_nb/two_stage.py'),
+                                     'cherry_nb.two_stage.workflow_data': ('two_stage.html#workflow_data', 'cherry_nb/two_stage.py')}}}
