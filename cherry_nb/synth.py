@@ -340,8 +340,8 @@ def flip_labels(true_labels: np.ndarray,        # binary truth per cherry: 'clea
     given = np.where(flipped == 1, np.where(true_labels == 'pit', 'clean', 'pit'), true_labels)
     return given, flipped
 
-# %% ../nbs/02_synth.ipynb #f857b6f0
-SYNTH_VERSION = 1
+# %% ../nbs/02_synth.ipynb #01de1844
+SYNTH_VERSION = 2                     # bump when the same config would render different images
 _OWN = ('train', 'val', 'test', 'metadata.csv', 'dataset.json')
 TRUTH_COLS = ('relpath', 'cherry_id', 'pit_present', 'pit_kind', 'visibility', 'confounders', 'ambiguous',
               'true_label', 'label3', 'given_label', 'noise_flipped')   # first columns of metadata.csv; render params follow
