@@ -32,6 +32,9 @@ if [ "$before" != "$after" ]; then
   echo "FAIL: nbdev_clean changed the notebooks above: run nbdev_clean and commit." >&2; exit 1
 fi
 
+step "README.md is generated from nbs/index.ipynb"
+python tests/make_readme.py --check
+
 step "nbdev_test (every notebook cell runs as a test)"
 nbdev_test --n_workers 2 --timing
 
