@@ -189,17 +189,19 @@ def run_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run_dir, progress:
                         stage1_missed_recovered=rate((missed & (prod(q) != 'accept')).sum(), missed.sum())))
     return dict(rows=rows, mining=mining, two_stage=two, guaranteed=guar, temperature=ts.to_meta())
 
-# %% ../nbs/14_compare.ipynb #5d268de6
+# %% ../nbs/14_compare.ipynb #7357d3f7
 RATE_COLS = ('pit_miss', 'review', 'false_reject', 'accuracy', 'ambiguous_reviewed', 'review_ambiguous')
 
-def seed_interval(values, conf: float = 0.95) -> tuple:
-    "(mean, lo, hi) of `values` over seeds, a t interval (NaN bounds with fewer than two seeds)."
+def seed_interval(values, conf: float = 0.95, clip: tuple | None = None) -> tuple:
+    "(mean, lo, hi) of `values` over seeds, a t interval (NaN bounds with fewer than two seeds), bounds clipped to `clip`."
     from scipy import stats
     v = np.asarray([x for x in values if x == x], float)
     if len(v) == 0: return (float('nan'),) * 3
     if len(v) < 2: return float(v[0]), float('nan'), float('nan')
     h = stats.t.ppf(0.5 + conf / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(v.mean() - h), float(v.mean() + h)
+    lo, hi = v.mean() - h, v.mean() + h
+    if clip is not None: lo, hi = max(lo, clip[0]), min(hi, clip[1])
+    return float(v.mean()), float(lo), float(hi)
 
 def summarize(rows: list[dict]) -> pd.DataFrame:
     "One row per method: pooled rates (Rate), seed means with intervals, costs."
@@ -211,9 +213,9 @@ def summarize(rows: list[dict]) -> pd.DataFrame:
         for c in RATE_COLS:
             if c in rs[0]:
                 s[c] = rate(sum(r[c].k for r in rs), sum(r[c].n for r in rs))
-                s[c + '_seed'] = seed_interval([r[c].rate for r in rs])
+                s[c + '_seed'] = seed_interval([r[c].rate for r in rs], clip=(0, 1))
         for c in ('ece', 'pit_miss_at_review', 'review_at_pit_miss', 'train_seconds', 'infer_ms_per_image'):
-            s[c] = seed_interval([r[c] for r in rs])
+            s[c] = seed_interval([r[c] for r in rs], clip=(0, 1) if c in ('ece', 'pit_miss_at_review', 'review_at_pit_miss') else (0, np.inf))
         out.append(s)
     return pd.DataFrame(out)
 
