@@ -4,6 +4,9 @@
 # Any failing part fails the run; pytest finding no tests is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --fast: skip what is marked slow (pytest -m "not slow"; notebook cells flagged `slow` are skipped by nbdev_test anyway)
+FAST=0; ARGS=()
+for a in "$@"; do if [ "$a" = --fast ]; then FAST=1; else ARGS+=("$a"); fi; done
 VENV=${CHERRY_VENV:-.venv}
 t0=$SECONDS
 step() { echo; echo "=== $* ($((SECONDS - t0)) s)"; }
@@ -39,5 +42,9 @@ step "nbdev_test (every notebook cell runs as a test)"
 nbdev_test --n_workers 2 --timing
 
 step "pytest against the installed package"
-python -m pytest -q -p no:cacheprovider tests "$@"
+if [ $FAST = 1 ]; then
+  python -m pytest -q -p no:cacheprovider -m "not slow" --durations=15 tests ${ARGS[@]+"${ARGS[@]}"}
+else
+  python -m pytest -q -p no:cacheprovider --durations=25 tests ${ARGS[@]+"${ARGS[@]}"}
+fi
 step "all passed"
