@@ -13,7 +13,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['CLASSES_2', 'CLASSES_3', 'TIERS', 'log', 'class_index', 'set_seed', 'get_device', 'Rate', 'rate', 'sha256_bytes',
-           'sha256_file', 'atomic_write', 'to_json', 'atomic_write_json', 'read_json']
+           'sha256_file', 'atomic_write', 'to_json', 'jsonable', 'from_jsonable', 'atomic_write_json', 'read_json',
+           'say', 'progress']
 
 # %% ../nbs/00_core.ipynb #1d1c0b68
 CLASSES_2 = ('clean', 'pit')            # binary models: clean=0, pit=1
@@ -42,7 +43,8 @@ def get_device(device: str | None = 'auto'):
     import torch
     if device in (None, 'auto'):
         if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+        mps = getattr(torch.backends, 'mps', None)
+        if mps is not None and mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
     return torch.device(device)
 
@@ -60,8 +62,15 @@ class Rate:
     def rate(self) -> float: return self.k / self.n if self.n else float('nan')
     def __str__(self):
         if not self.n: return f"{self.k}/{self.n} (n/a)"
-        return f"{self.k}/{self.n} ({100*self.rate:.1f}%, {int(round(100*self.conf))}% CI {100*self.lo:.1f}-{100*self.hi:.1f}%)"
-    def as_dict(self) -> dict: return dict(k=self.k, n=self.n, rate=self.rate, lo=self.lo, hi=self.hi, conf=self.conf, method=self.method)
+        ci = f"{int(round(100*self.conf))}% CI {100*self.lo:.1f}-{100*self.hi:.1f}%"
+        return f"{self.k}/{self.n} ({100*self.rate:.1f}%, {ci})"
+    def as_dict(self) -> dict:
+        return dict(k=self.k, n=self.n, rate=self.rate, lo=self.lo, hi=self.hi, conf=self.conf, method=self.method)
+    @classmethod
+    def from_dict(cls, d: dict) -> 'Rate':
+        "A `Rate` back from `as_dict` (missing bounds, written as null, become NaN)."
+        nan = lambda v: float('nan') if v is None else float(v)
+        return cls(int(d['k']), int(d['n']), nan(d.get('lo')), nan(d.get('hi')), d.get('conf', 0.95), d.get('method', 'wilson'))
 
 def rate(k: int, n: int, conf: float = 0.95, method: str = 'wilson') -> Rate:
     "`k` of `n` as a `Rate` with a `conf` interval by `method` ('wilson' or 'clopper-pearson')."
@@ -91,6 +100,9 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         for blk in iter(lambda: f.read(chunk), b''): h.update(blk)
     return h.hexdigest()
 
+def _umask() -> int:
+    m = os.umask(0o022); os.umask(m); return m
+
 def atomic_write(path, data: bytes | str) -> Path:
     "Write `data` to `path` through a temporary file and `os.replace`, creating parent folders."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +111,7 @@ def atomic_write(path, data: bytes | str) -> Path:
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode('utf-8') if isinstance(data, str) else data)
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())            # mkstemp makes 0600; give the permissions of an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
@@ -117,6 +130,27 @@ def to_json(obj, indent: int = 2) -> str:
     "JSON text for `obj`, understanding dataclasses, paths, NumPy scalars/arrays and `Rate`s."
     return json.dumps(obj, indent=indent, default=_json_default, sort_keys=False)
 
+def jsonable(obj):
+    "`obj` with `Rate`s as dicts, NumPy scalars as Python numbers and NaN as None, recursively (strict JSON)."
+    if isinstance(obj, Rate): return jsonable(obj.as_dict())
+    if isinstance(obj, dict): return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray): return jsonable(obj.tolist())
+    if isinstance(obj, np.generic): return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj): return None
+    if isinstance(obj, Path): return str(obj)
+    if is_dataclass(obj) and not isinstance(obj, type): return jsonable(asdict(obj))
+    return obj
+
+def _is_rate_dict(d) -> bool: return isinstance(d, dict) and {'k', 'n', 'lo', 'hi'} <= set(d)
+
+def from_jsonable(obj):
+    "The inverse of `jsonable` for rates: every dict with k, n, lo and hi becomes a `Rate` again, recursively."
+    if _is_rate_dict(obj): return Rate.from_dict(obj)
+    if isinstance(obj, dict): return {k: from_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list): return [from_jsonable(v) for v in obj]
+    return obj
+
 def atomic_write_json(path, obj) -> Path:
     "Atomically write `obj` as JSON."
     return atomic_write(path, to_json(obj) + '\n')
@@ -125,3 +159,27 @@ def read_json(path):
     "Read a JSON file, naming the file in the error when it is not valid JSON."
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+# %% ../nbs/00_core.ipynb #34b1ad7b
+def say(*parts, prefix: str = ''):
+    "Print one progress line at once (flushed), optionally prefixed with a job or step name."
+    import sys
+    print((f"[{prefix}] " if prefix else '') + ' '.join(str(p) for p in parts), flush=True, file=sys.stdout)
+
+def _line_progress(it, total, desc, every):
+    import time
+    t0 = last = time.time(); i = 0
+    for i, x in enumerate(it, 1):
+        yield x
+        now = time.time()
+        if now - last >= every or (total and i == total):
+            last = now
+            say(f"{desc}: {i}/{total} ({100 * i / total:.0f}%)" if total else f"{desc}: {i}", f"[{now - t0:.0f} s]")
+
+def progress(it, total: int | None = None, desc: str = '', enabled: bool = True, every: float = 5.0, **tqdm_kw):
+    "`it` with a progress display: tqdm when interactive, a line every `every` seconds under `cherry-nb run`."
+    if not enabled: return it
+    total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
+    if os.environ.get('CHERRY_NB_PROGRESS') == 'lines': return _line_progress(it, total, desc, every)
+    from tqdm.auto import tqdm
+    return tqdm(it, total=total, desc=desc, **tqdm_kw)

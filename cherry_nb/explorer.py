@@ -12,49 +12,13 @@ import numpy as np
 from fastcore.basics import patch
 import pandas as pd
 from .core import *
+from .runs import read_predictions, PREDICTION_COLUMNS
 from .tiers import (ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration, ProductionPolicy,
                              ThresholdPolicy, TierMetrics, cost_curve, enhanced_two_class, guaranteed_tiers,
                              risk_coverage_figure, score_histogram, tier_metrics)
 
 # %% auto #0
-__all__ = ['PREDICTION_COLUMNS', 'MODES', 'PRESETS', 'read_predictions', 'NoCalibrationSplit', 'ExplorerState', 'thumbnail_uri',
-           'plotly_output', 'Explorer', 'explore']
-
-# %% ../nbs/13_explorer.ipynb #871a3f3d
-PREDICTION_COLUMNS = ('model', 'split', 'relpath', 'path', 'label', 'y_pit', 'p_pit')  # required in predictions.csv
-_STR_COLUMNS = ('model', 'split', 'relpath', 'path', 'label')
-
-def _examples(df: pd.DataFrame, bad) -> str:
-    return ', '.join(map(repr, df.relpath[bad].astype(str).head(3).tolist()))
-
-def read_predictions(src,  # a run folder holding predictions.csv, the CSV file itself, or a DataFrame
-                    ) -> pd.DataFrame:
-    "Checked predictions: required columns, string keys, `y_pit` in {0, 1}, `p_pit` in [0, 1], optional `p_clean`/`p_maybe`."
-    if isinstance(src, pd.DataFrame): df, where = src.copy(), 'predictions DataFrame'
-    else:
-        p = Path(src); f = p / 'predictions.csv' if p.is_dir() else p
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: not found" + (f"; the run folder {p} has no predictions.csv" if p.is_dir() else '')
-                                    + " (a run folder holds predictions.csv: one row per model and image)")
-        df, where = pd.read_csv(f, dtype={c: str for c in _STR_COLUMNS}), str(f)
-    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{where}: missing required columns {missing}; predictions need {list(PREDICTION_COLUMNS)} "
-                                 f"(found {list(df.columns)})")
-    if not len(df): raise ValueError(f"{where}: no rows")
-    for c in _STR_COLUMNS: df[c] = df[c].fillna('').astype(str)
-    y = pd.to_numeric(df.y_pit, errors='coerce'); bad = ~y.isin([0, 1])
-    if bad.any(): raise ValueError(f"{where}: column y_pit must be 0 or 1; {int(bad.sum())} rows are not (e.g. {_examples(df, bad)})")
-    df['y_pit'] = y.astype(np.int64)
-    for c in ('p_pit', 'p_clean', 'p_maybe'):
-        if c not in df.columns: df[c] = np.nan; continue
-        v = pd.to_numeric(df[c], errors='coerce'); bad = (v < 0) | (v > 1) | (v.isna() if c == 'p_pit' else v.isin([np.inf, -np.inf]))
-        if bad.any(): raise ValueError(f"{where}: column {c} must hold probabilities in [0, 1]; {int(bad.sum())} rows do not "
-                                       f"(e.g. {_examples(df, bad)})")
-        df[c] = v.astype(np.float64)
-    dup = df.duplicated(['model', 'split', 'relpath'])
-    if dup.any(): raise ValueError(f"{where}: {int(dup.sum())} duplicate (model, split, relpath) rows (e.g. {_examples(df, dup)})")
-    df = df.reset_index(drop=True); df.attrs['source'] = where
-    return df
+__all__ = ['MODES', 'PRESETS', 'NoCalibrationSplit', 'ExplorerState', 'thumbnail_uri', 'plotly_output', 'Explorer', 'explore']
 
 # %% ../nbs/13_explorer.ipynb #b5d93c8b
 MODES = ('thresholds', 'guaranteed', 'argmax')  # tier modes; 'argmax' only for 3-class models

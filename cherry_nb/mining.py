@@ -9,23 +9,31 @@ from typing import Callable
 
 import numpy as np, pandas as pd
 from .core import *
+from .data import save_manifest
+from .jobs import TrainJob, run_jobs
+from .runs import RunFolder, score_artifact
 
 # %% auto #0
-__all__ = ['MiningConfig', 'mining_rule', 'apply_mining', 'mining_table', 'mining_truth']
+__all__ = ['MINING_MODES', 'MiningConfig', 'mining_rule', 'apply_mining', 'mining_table', 'assign_folds', 'fold_jobs',
+           'mining_scores', 'mine', 'mining_truth', 'mining_effects']
 
 # %% ../nbs/07_mining.ipynb #18b82d4b
+MINING_MODES = ('in-sample', 'out-of-fold')
+
 @dataclass
 class MiningConfig:
     "Settings of the mining step."
     low: float = 0.35          # p(pit) strictly above this ...
     high: float = 0.65         # ... and strictly below this counts as uncertain
-    mode: str = 'in-sample'    # 'in-sample' (the seed's: the stage-1 model scores its own training images) or 'out-of-fold'
+    mode: str = 'in-sample'    # 'in-sample' (the seed's: stage 1 scores its own training images) or 'out-of-fold'
     folds: int = 5             # K for out-of-fold cross-fitting
     splits: tuple = ('train', 'val')  # splits that are mined
     def __post_init__(self):
-        if not 0 <= self.low < self.high <= 1: raise ValueError(f"need 0 <= low < high <= 1, got low={self.low}, high={self.high}")
-        if self.mode not in ('in-sample', 'out-of-fold'): raise ValueError(f"mode must be 'in-sample' or 'out-of-fold', got {self.mode!r}")
-        if self.mode == 'out-of-fold' and self.folds < 2: raise ValueError(f"out-of-fold mining needs folds >= 2, got {self.folds}")
+        if not 0 <= self.low < self.high <= 1:
+            raise ValueError(f"need 0 <= low < high <= 1, got low={self.low}, high={self.high}")
+        if self.mode not in MINING_MODES: raise ValueError(f"mode must be one of {MINING_MODES}, got {self.mode!r}")
+        if self.mode == 'out-of-fold' and self.folds < 2:
+            raise ValueError(f"out-of-fold mining needs folds >= 2, got {self.folds}")
 
 def mining_rule(p_pit, y_pit, low: float = 0.35, high: float = 0.65):
     "Boolean `moved` and a `reason` per image ('wrong', 'uncertain', 'wrong+uncertain' or '') under the seed's rule."
@@ -36,8 +44,9 @@ def mining_rule(p_pit, y_pit, low: float = 0.35, high: float = 0.65):
     return wrong | unc, reason
 
 # %% ../nbs/07_mining.ipynb #d2f9b8e2
-def apply_mining(df: pd.DataFrame, p_pit, cfg: MiningConfig = MiningConfig(), fold=None, label_col: str = 'label') -> pd.DataFrame:
-    "A new manifest with `orig_label`, `mined_label`, `p_pit`, `fold` and `mining_reason`; only rows of `cfg.splits` are mined."
+def apply_mining(df: pd.DataFrame, p_pit, cfg: MiningConfig = MiningConfig(), fold=None,
+                 label_col: str = 'label') -> pd.DataFrame:
+    "A new manifest with `orig_label`, `mined_label`, `p_pit`, `fold`, `mining_reason`; only `cfg.splits` rows are mined."
     out = df.copy()
     p = np.asarray(p_pit, float)
     if len(p) != len(out): raise ValueError(f"{len(p)} scores for {len(out)} manifest rows")
@@ -63,8 +72,51 @@ def mining_table(mined: pd.DataFrame) -> pd.DataFrame:
                      'Percentage': f'{100 * moved / max(len(g), 1):.1f}%'})
     return pd.DataFrame(rows)
 
+# %% ../nbs/07_mining.ipynb #545d32e4
+def assign_folds(df: pd.DataFrame, k: int, seed: int = 0, split: str = 'train') -> pd.DataFrame:
+    "A `fold` column (0..k-1, stratified by label) for rows of `split`; -1 elsewhere."
+    from sklearn.model_selection import StratifiedKFold
+    out = df.copy(); out['fold'] = -1
+    idx = np.flatnonzero((out['split'] == split).to_numpy())
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    col = out.columns.get_loc('fold')
+    for f, (_, te) in enumerate(skf.split(idx, out['label'].to_numpy()[idx])): out.iloc[idx[te], col] = f
+    return out
+
+def fold_jobs(base: TrainJob, k: int, manifest: str = 'manifest_folds.csv') -> list:
+    "K copies of the job `base`, the i-th trained without fold i of `manifest` (cross-fitting)."
+    return [TrainJob(**{**base.to_dict(), 'name': f'{base.name}_fold{i}', 'manifest': manifest, 'exclude_fold': i})
+            for i in range(k)]
+
+# %% ../nbs/07_mining.ipynb #da674975
+def mining_scores(df: pd.DataFrame, cfg: MiningConfig, run, base: TrainJob, seed: int = 0,
+                  job_options: dict | None = None, progress: bool = True) -> tuple:
+    "(p_pit, fold) for every row of `df` (NaN outside the mined splits); trains the fold models out-of-fold."
+    run = RunFolder(run); p, fold = np.full(len(df), np.nan), np.full(len(df), -1)
+    mined = df['split'].isin(cfg.splits).to_numpy()
+    score = lambda name, rows: score_artifact(run.artifact(name), rows, run.cache, progress).pit_score
+    if cfg.mode == 'in-sample':
+        p[mined] = score(base.name, df[mined]); return p, fold
+    fdf = assign_folds(df, cfg.folds, seed); save_manifest(fdf, run / 'manifest_folds.csv')
+    jobs = fold_jobs(base, cfg.folds)
+    run_jobs(jobs, run, progress=progress, **(job_options or {}))
+    fold = fdf['fold'].to_numpy()
+    for k, j in enumerate(jobs): p[fold == k] = score(j.name, fdf[fold == k])
+    rest = mined & (fold < 0)
+    if rest.any(): p[rest] = score(base.name, df[rest])
+    return p, fold
+
+def mine(df: pd.DataFrame, cfg: MiningConfig, run, base: TrainJob, seed: int = 0,
+         job_options: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    "The mined manifest of `df` (see `apply_mining`) from the scores of `mining_scores`."
+    p, fold = mining_scores(df, cfg, run, base, seed, job_options, progress)
+    out = apply_mining(df, np.nan_to_num(p, nan=0.5), cfg, fold=fold)
+    out.loc[~df['split'].isin(cfg.splits).to_numpy(), 'p_pit'] = np.nan
+    return out
+
 # %% ../nbs/07_mining.ipynb #101cd45d
-def mining_truth(mined: pd.DataFrame, ambiguous_col: str = 'ambiguous', flipped_col: str = 'noise_flipped') -> pd.DataFrame:
+def mining_truth(mined: pd.DataFrame, ambiguous_col: str = 'ambiguous',
+                 flipped_col: str = 'noise_flipped') -> pd.DataFrame:
     "Per split: moved images that are truly ambiguous / truly mislabelled / neither, and mislabelled images found."
     if ambiguous_col not in mined or flipped_col not in mined:
         raise ValueError(f"ground-truth columns {ambiguous_col!r} and {flipped_col!r} are needed (simulator metadata)")
@@ -78,3 +130,14 @@ def mining_truth(mined: pd.DataFrame, ambiguous_col: str = 'ambiguous', flipped_
                      'Mislabelled pits found': str(rate(int((mv & flip & (g['orig_label'] == 'clean')).sum()),
                                                         int((flip & (g['orig_label'] == 'clean')).sum())))})
     return pd.DataFrame(rows)
+
+# %% ../nbs/07_mining.ipynb #005a8c3a
+def mining_effects(mined: pd.DataFrame, split: str = 'train') -> dict:
+    "Moved images, mislabelled pits found and truly ambiguous among moved, as rates (truth columns when present)."
+    tr = mined[mined['split'] == split]; mv = tr['mined_label'] == 'maybe'
+    out = dict(moved=rate(mv.sum(), len(tr)))
+    if {'noise_flipped', 'true_label'} <= set(tr.columns):
+        fp = (tr['noise_flipped'] == 1) & (tr['true_label'] == 'pit')
+        out['mislabelled_pits_found'] = rate((fp & mv).sum(), fp.sum())
+    if 'ambiguous' in tr.columns: out['moved_truly_ambiguous'] = rate((mv & (tr['ambiguous'] == 1)).sum(), mv.sum())
+    return out
