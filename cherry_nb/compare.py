@@ -6,194 +6,341 @@
 from __future__ import annotations
 import time
 from dataclasses import dataclass, asdict, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import numpy as np, pandas as pd
 from .core import *
-from .data import CachedImageDataset, make_loader, save_manifest
-from .models import load_artifact, read_artifact_meta
-from .evaluate import predict
+from .runs import (RunFolder, DataConfig, JobsConfig, Check, positive, at_least, unit, unit_open, one_of,
+                            satisfies, ParamError, write_predictions, write_metrics, read_metrics, score_artifact)
+from .augment import AUG_PRESETS
+from .data import save_manifest
+from .models import read_artifact_meta
 from .calibrate import TemperatureScaler, ece
-from .mining import apply_mining, MiningConfig
+from .mining import MiningConfig, mine, fold_jobs, write_fold_manifest, mining_effects
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, tier_metrics, guaranteed_tiers,
                              InsufficientCalibration)
-from .jobs import TrainJob, run_job, run_jobs, artifact_dir
+from .jobs import TrainJob, run_jobs
 from .ensemble import member_jobs, EnsembleScores, DisagreementPolicy, tau_for_review_budget
-from .two_stage import TwoStageConfig, mining_scores, pit_truth, check_binary_splits, binary_metrics, _collapse, json_ready
+from .two_stage import (job_common, stage1_job, stage2_job, pit_truth, check_binary_splits,
+                                 collapse_to_binary, stage2_effects, _is_timm_model)
 
 # %% auto #0
-__all__ = ['METHODS', 'RATE_COLS', 'CompareConfig', 'seed_jobs', 'triage_curve', 'matched', 'run_seed', 'seed_interval',
-           'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare', 'compare_report']
+__all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
+           'register_method', 'seed_jobs', 'roles_needed', 'triage_curve', 'matched', 'SeedScores', 'two_stage_seed',
+           'two_stage_oof', 'explicit_three_class', 'enhanced_two_class_method', 'guaranteed_two_class',
+           'ensemble_method', 'method_row', 'train_seed', 'score_seed', 'method_predictions', 'apply_methods',
+           'seed_extras', 'run_seed', 'seed_interval', 'summarize', 'recommend', 'summary_table', 'compare_figure',
+           'run_compare', 'read_results']
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
-METHODS = ('two-stage (seed)', 'two-stage (out-of-fold)', 'explicit 3-class', 'enhanced 2-class', 'guaranteed 2-class', 'ensemble')
-
 @dataclass
-class CompareConfig:
-    "Settings of the comparison experiment."
+class CompareConfig(JobsConfig, DataConfig):
+    "Every parameter of the comparison experiment."
+    pit_as_clean: float = 0.05      # simulator annotator noise: share of true pits labelled clean
     arch: str = 'convnextv2_atto'   # timm model for every method
     pretrained: str = ''            # '' from scratch, 'hub' or a local weights file
     image_size: int = 64            # training resolution
-    aug: str = 'heavy'              # field-simulator preset
+    aug: str = 'heavy'              # field-simulator preset ('none': no augmentation)
     batch_size: int = 32            # images per step
     epochs: int = 12                # epochs of every from-scratch model (binary, 3-class, members, folds)
     lr: float = 1e-3                # their learning rate
     epochs2: int = 4                # stage-2 epochs
     lr2: float = 1e-3               # stage-2 learning rate
     folds: int = 3                  # K for out-of-fold mining
-    members: int = 5                # ensemble size M
+    members: int = 3                # ensemble size M
     seeds: int = 2                  # repetitions (training seeds 0, 1, ...)
-    low: float = 0.35               # mining band
-    high: float = 0.65
-    review: float = 0.65            # enhanced 2-class thresholds
-    reject: float = 0.85
-    prod_review: float = 0.5        # production mapping of the two-stage methods
-    prod_reject: float = 0.75
-    alpha: float = 0.02             # guaranteed tiers: pit-miss target ...
+    methods: str = ''               # comma-separated method names to run ('' : every registered method)
+    low: float = 0.35               # mining: uncertain when low < p(pit) < high
+    high: float = 0.65              # mining: upper end of the uncertain band
+    review: float = 0.65            # enhanced 2-class and ensemble: p(pit) >= this -> review
+    reject: float = 0.85            # ... and >= this -> reject
+    prod_review: float = 0.5        # production mapping of the two-stage methods: review from here
+    prod_reject: float = 0.75       # ... reject from here
+    alpha: float = 0.02             # guaranteed tiers: target pit-miss rate ...
     delta: float = 0.1              # ... with probability >= 1 - delta
-    beta: float = 0.05              # guaranteed tiers: false-reject target
+    beta: float = 0.05              # guaranteed tiers: target false-reject rate
     tau_budget: float = 0.05        # ensemble: share of calibration cherries sent to review for disagreement
-    safety_target: float = 0.02     # recommendation: pit-miss rate the method must meet (upper 95% bound, pooled over seeds)
-    matched_review: float = 0.10    # pit-miss rate compared at this review rate
-    matched_pit_miss: float = 0.02  # review rate compared at this pit-miss rate
-    device: str = 'auto'            # training device
-    workers: int = 1                # parallel processes for independent jobs
+    safety_target: float = 0.05     # recommendation: pooled pit-miss upper 95% bound must not exceed this
+    matched_review: float = 0.1     # pit-miss rates compared at this review rate
+    matched_pit_miss: float = 0.02  # review rates compared at this pit-miss rate
+    checks: ClassVar[dict] = dict(
+        arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
+        aug=one_of(*AUG_PRESETS, 'none'), epochs=at_least(1), epochs2=at_least(1), lr=positive('find'),
+        lr2=positive('find'), folds=at_least(2), members=at_least(1), seeds=at_least(1), low=unit(), high=unit(),
+        review=unit(), reject=unit(), prod_review=unit(), prod_reject=unit(), alpha=unit_open(), delta=unit_open(),
+        beta=unit_open(), tau_budget=unit(), safety_target=unit(), matched_review=unit(), matched_pit_miss=unit())
+    def __post_init__(self):
+        bad = [f"{a} = {getattr(self, a)} must not exceed {b} = {getattr(self, b)}"
+               for a, b in (('low', 'high'), ('prod_review', 'prod_reject'), ('review', 'reject'))
+               if getattr(self, a) > getattr(self, b)]
+        unknown = [m for m in self.method_names() if m not in METHODS]
+        if unknown: bad.append(f"methods: unknown {unknown}; registered: {list(METHODS)}")
+        if bad: raise ParamError('; '.join(bad))
+    def method_names(self) -> list:
+        "The methods to run, in registry order when all."
+        return [m.strip() for m in self.methods.split(',') if m.strip()] if self.methods.strip() else list(METHODS)
     def train(self, seed: int, stage: int = 1) -> dict:
         e, lr = (self.epochs, self.lr) if stage == 1 else (self.epochs2, self.lr2)
-        return dict(epochs=e, lr=lr, batch_size=self.batch_size, seed=seed, device=self.device, warmup_epochs=min(1.0, e / 4))
+        return self.train_settings(e, lr, self.batch_size, seed)
 
-# %% ../nbs/14_compare.ipynb #5a26111e
+# %% ../nbs/14_compare.ipynb #e105ab54
+class MethodUnavailable(Exception):
+    "A method cannot run on this data; the message says why (it becomes the method's row in the results)."
+
+@dataclass
+class MethodOutput:
+    "What a method decides on the test split, and what it is made of."
+    tiers: np.ndarray                   # tier per test cherry
+    score: np.ndarray                   # the pit score its tiers come from; its accept threshold sweeps this
+    p_binary: np.ndarray                # binary p(pit) for accuracy and calibration error
+    models: tuple                       # artifacts it uses (train and inference time, its bundle)
+    policy: Any = None                  # the tier policy (with `to_dict`)
+    probs3: np.ndarray | None = None    # 3-class probabilities on test, when the method has them
+    val_score: np.ndarray | None = None # its pit score on the calibration split (the explorer's guaranteed mode)
+    val_probs3: np.ndarray | None = None  # its 3-class probabilities on the calibration split
+    forced_review: np.ndarray | None = None  # reviewed whatever the score (ensemble disagreement)
+    note: str = ''                      # one line shown in the results table
+    extra: dict = field(default_factory=dict)  # what else defines it: temperature, certificate, tau
+
+METHODS: dict = {}   # name -> method function, in registration (and report) order
+METHOD_NEEDS: dict = {}  # name -> roles of the trained models it reads
+
+def register_method(name: str, needs: tuple = ('binary',)):
+    "Decorator: register a comparison method under `name`, reading the models of `needs`."
+    def deco(fn: Callable) -> Callable:
+        METHODS[name] = fn; METHOD_NEEDS[name] = tuple(needs); return fn
+    return deco
+
+# %% ../nbs/14_compare.ipynb #a363fa60
+ROLES = ('binary', 'three_class', 'members', 'folds', 'stage2_is', 'stage2_oof')
+_ROLE_DEPS = {'stage2_is': ('binary',), 'stage2_oof': ('binary', 'folds'), 'members': ('binary',)}
+
 def seed_jobs(cfg: CompareConfig, seed: int) -> dict:
-    "The training jobs of one seed, by role."
-    common = dict(arch=cfg.arch, pretrained=cfg.pretrained, image_size=cfg.image_size, aug=cfg.aug)
-    binary = TrainJob('binary', 'manifest.csv', train=cfg.train(seed), **common)
-    folds = [TrainJob(**{**binary.to_dict(), 'name': f'binary_fold{k}', 'manifest': 'manifest_folds.csv', 'exclude_fold': k})
-             for k in range(cfg.folds)]
-    three = TrainJob('three_class', 'manifest.csv', label_col='label3', classes=CLASSES_3, train=cfg.train(seed), **common)
-    s2 = lambda name, man: TrainJob(name, man, label_col='mined_label', classes=CLASSES_3, init_from='binary', trainable='head',
-                                    train=cfg.train(seed, 2), **common)
-    return dict(binary=binary, folds=folds, three_class=three, members=member_jobs(binary, cfg.members)[1:],
-                stage2_is=s2('stage2_is', 'mined_in-sample.csv'), stage2_oof=s2('stage2_oof', 'mined_out-of-fold.csv'))
+    "The training jobs of one seed, by role (lists for folds and members)."
+    common, tr, tr2 = job_common(cfg), cfg.train(seed), cfg.train(seed, 2)
+    binary = stage1_job(common, tr, 'binary')
+    return dict(binary=binary, folds=fold_jobs(binary, cfg.folds), members=member_jobs(binary, cfg.members)[1:],
+                three_class=TrainJob('three_class', 'manifest.csv', label_col='label3', classes=CLASSES_3, train=tr,
+                                     **common),
+                stage2_is=stage2_job(common, tr2, 'stage2_is', 'mined_in-sample.csv', 'binary'),
+                stage2_oof=stage2_job(common, tr2, 'stage2_oof', 'mined_out-of-fold.csv', 'binary'))
+
+def roles_needed(methods) -> list:
+    "The roles the `methods` read, with the roles those depend on, in `ROLES` order."
+    need = {r for m in methods for r in METHOD_NEEDS[m]}
+    need |= {d for r in list(need) for d in _ROLE_DEPS.get(r, ())}
+    return [r for r in ROLES if r in need]
 
 # %% ../nbs/14_compare.ipynb #ceea7ab6
 def triage_curve(score, y_pit, rejected, forced_review=None) -> pd.DataFrame:
-    "Review rate and pit-miss rate as the accept threshold sweeps `score` (accept iff score < t, not rejected, not forced)."
+    "Review rate and pit-miss rate as the accept threshold sweeps `score` (accept iff score < t, not rejected/forced)."
     s, y = np.asarray(score, float), np.asarray(y_pit).astype(int)
     rej = np.asarray(rejected, bool); free = ~rej if forced_review is None else ~rej & ~np.asarray(forced_review, bool)
     t = np.unique(np.r_[s[free], np.inf])
-    order = np.sort(s[free])
-    acc = np.searchsorted(order, t, 'left')                               # accepted count at threshold t
+    acc = np.searchsorted(np.sort(s[free]), t, 'left')                    # accepted count at threshold t
     pit_acc = np.searchsorted(np.sort(s[free & (y == 1)]), t, 'left')
-    return pd.DataFrame(dict(threshold=t, review_rate=(len(s) - rej.sum() - acc) / len(s), pit_miss=pit_acc / max(y.sum(), 1)))
+    return pd.DataFrame(dict(threshold=t, review_rate=(len(s) - rej.sum() - acc) / len(s),
+                             pit_miss=pit_acc / max(y.sum(), 1)))
 
 def matched(curve: pd.DataFrame, review_at: float, pit_miss_at: float) -> dict:
-    "Lowest pit-miss with review <= `review_at`, lowest review with pit-miss <= `pit_miss_at` (NaN when unreachable)."
+    "Lowest pit-miss with review <= `review_at`, lowest review with pit-miss <= `pit_miss_at` (NaN if unreachable)."
     a = curve[curve.review_rate <= review_at + 1e-12]; b = curve[curve.pit_miss <= pit_miss_at + 1e-12]
     return dict(pit_miss_at_review=float(a.pit_miss.min()) if len(a) else float('nan'),
                 review_at_pit_miss=float(b.review_rate.min()) if len(b) else float('nan'))
 
-# %% ../nbs/14_compare.ipynb #4569aaf8
-def _scores(run_dir, name, ds) -> tuple:
-    "Predictions of artifact `name` on `ds` and the inference time per image (ms)."
-    model, _ = load_artifact(artifact_dir(run_dir) / name)
-    t0 = time.perf_counter(); p = predict(model, make_loader(ds, 128), progress=False)
-    return p, 1000 * (time.perf_counter() - t0) / max(len(ds), 1)
+# %% ../nbs/14_compare.ipynb #3fabe0c1
+@dataclass
+class SeedScores:
+    "The predictions of one seed's models on the calibration (val) and test splits, and the truth."
+    cfg: CompareConfig        # the experiment's settings
+    seed: int                 # training seed
+    val: pd.DataFrame         # calibration rows
+    test: pd.DataFrame        # test rows
+    preds: dict               # (model name, split) -> evaluate.Predictions
+    infer_ms: dict = field(default_factory=dict)   # model name -> inference time per image (ms)
+    train_s: dict = field(default_factory=dict)    # model name -> training time (s)
+    names: dict = field(default_factory=dict)      # role -> model name(s)
+    @property
+    def y_val(self) -> np.ndarray: return pit_truth(self.val)
+    @property
+    def y_test(self) -> np.ndarray: return pit_truth(self.test)
+    def has(self, name: str) -> bool: return (name, 'test') in self.preds
+    def probs(self, name: str, split: str = 'test') -> np.ndarray: return self.preds[name, split].probs
+    @cached_property
+    def binary_calibrated(self) -> tuple:
+        "(TemperatureScaler, calibrated p(pit) on val, on test) of the binary model."
+        ts = TemperatureScaler.fit(self.preds['binary', 'val'].logits, self.y_val)
+        return ts, ts.probs(self.preds['binary', 'val'].logits)[:, 1], ts.probs(self.preds['binary', 'test'].logits)[:, 1]
 
-def _train_s(run_dir, names) -> float:
-    return float(sum(read_artifact_meta(artifact_dir(run_dir) / n)['metrics']['train_seconds'] for n in names))
+# %% ../nbs/14_compare.ipynb #72d27ff1
+def _two_stage(S: SeedScores, s2: str, extra: tuple) -> MethodOutput:
+    if not S.has(s2): raise MethodUnavailable(f"no {s2} model")
+    q, cfg = S.probs(s2), S.cfg
+    prod = ProductionPolicy(cfg.prod_review, cfg.prod_reject)
+    qv = S.probs(s2, 'val')
+    return MethodOutput(prod(q), q[:, 1], collapse_to_binary(q), ('binary', s2) + extra, prod, probs3=q,
+                        val_score=qv[:, 1], val_probs3=qv)
 
-def _method_row(method, tiers, score, p_bin, y, amb, train_s, infer_ms, ranking=None, rejected=None, forced=None, cfg=None, note=''):
-    m = tier_metrics(tiers, y)
-    row = dict(method=method, pit_miss=m.pit_miss, review=m.review, false_reject=m.false_reject,
-               accuracy=rate(((np.asarray(p_bin) >= 0.5).astype(int) == y).sum(), len(y)),
-               ece=float(ece(np.asarray(p_bin), y)), train_seconds=train_s, infer_ms_per_image=infer_ms, note=note)
-    if amb is not None:
-        rev = np.asarray(tiers) == 'review'
-        row['ambiguous_reviewed'] = rate((rev & amb).sum(), amb.sum())
-        row['review_ambiguous'] = rate((rev & amb).sum(), rev.sum())
-    curve = triage_curve(score if ranking is None else ranking, y, np.asarray(tiers) == 'reject' if rejected is None else rejected, forced)
+@register_method('two-stage (seed)', needs=('stage2_is',))
+def two_stage_seed(S: SeedScores) -> MethodOutput:
+    "Stage 1 binary, in-sample mining, head-only stage 2; production's mapping on stage 2."
+    return _two_stage(S, 'stage2_is', ())
+
+@register_method('two-stage (out-of-fold)', needs=('stage2_oof', 'folds'))
+def two_stage_oof(S: SeedScores) -> MethodOutput:
+    "As the seed's, but each training image is mined by a fold model that did not train on it."
+    return _two_stage(S, 'stage2_oof', tuple(S.names.get('folds', ())))
+
+# %% ../nbs/14_compare.ipynb #d501f8f3
+@register_method('explicit 3-class', needs=('three_class',))
+def explicit_three_class(S: SeedScores) -> MethodOutput:
+    "One 3-class model on the annotators' labels; argmax tiers (clean accept, maybe review, pit reject)."
+    if not S.has('three_class'):
+        raise MethodUnavailable("the data has no label3 column (the annotators' clean / pit / maybe labels)")
+    q, qv = S.probs('three_class'), S.probs('three_class', 'val')
+    return MethodOutput(ArgmaxPolicy()(q), 1 - q[:, 0], collapse_to_binary(q), ('three_class',), ArgmaxPolicy(),
+                        probs3=q, val_score=qv[:, 1], val_probs3=qv)
+
+# %% ../nbs/14_compare.ipynb #1ca80f39
+@register_method('enhanced 2-class')
+def enhanced_two_class_method(S: SeedScores) -> MethodOutput:
+    "The temperature-scaled binary model with fixed thresholds (review / reject)."
+    ts, pv, pt = S.binary_calibrated; pol = ThresholdPolicy(S.cfg.review, S.cfg.reject)
+    return MethodOutput(pol(pt), pt, pt, ('binary',), pol, val_score=pv, extra=dict(temperature=ts.to_meta()))
+
+@register_method('guaranteed 2-class')
+def guaranteed_two_class(S: SeedScores) -> MethodOutput:
+    "The temperature-scaled binary model with thresholds certified on the calibration split (Learn-then-Test)."
+    ts, pv, pt = S.binary_calibrated; c = S.cfg
+    try: g = guaranteed_tiers(pv, S.y_val, c.alpha, c.delta, c.beta)
+    except InsufficientCalibration as e: raise MethodUnavailable(str(e)) from None
+    return MethodOutput(g.policy(pt), pt, pt, ('binary',), g.policy, val_score=pv,
+                        note=f"accept < {g.accept_threshold:.3f}, reject >= {g.reject_threshold:.3f}",
+                        extra=dict(temperature=ts.to_meta(), certificate=g.as_dict()))
+
+# %% ../nbs/14_compare.ipynb #ef9fceb3
+@register_method('ensemble', needs=('binary', 'members'))
+def ensemble_method(S: SeedScores) -> MethodOutput:
+    "M binary members averaged and calibrated; thresholds on the mean, review when members disagree."
+    mem = ['binary'] + list(S.names.get('members', ()))
+    if len(mem) < 2: raise MethodUnavailable(f"an ensemble needs at least 2 members; there is {len(mem)}")
+    ev = EnsembleScores(np.stack([S.probs(n, 'val') for n in mem])).calibrate(S.y_val)
+    et = ev.with_members(np.stack([S.probs(n) for n in mem]))
+    pol = DisagreementPolicy(S.cfg.review, S.cfg.reject, tau=min(0.5, tau_for_review_budget(ev, S.cfg.tau_budget)))
+    tiers = pol(et)
+    return MethodOutput(tiers, et.p_pit, et.p_pit, tuple(mem), pol, val_score=ev.p_pit,
+                        forced_review=et.disagreement >= pol.tau, note=f"tau = {pol.tau:.3f}",
+                        extra=dict(temperature=ev.temperature.to_meta()))
+
+# %% ../nbs/14_compare.ipynb #1c3bb9f1
+def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
+    "Everything measured of one method on one seed's test split."
+    y, cfg = S.y_test, S.cfg; m = tier_metrics(out.tiers, y); tiers = np.asarray(out.tiers)
+    row = dict(method=name, seed=S.seed, pit_miss=m.pit_miss, review=m.review, false_reject=m.false_reject,
+               accuracy=rate(((np.asarray(out.p_binary) >= 0.5).astype(int) == y).sum(), len(y)),
+               ece=float(ece(np.asarray(out.p_binary), y)), note=out.note,
+               train_seconds=float(sum(S.train_s.get(n, 0.0) for n in out.models)),
+               infer_ms_per_image=float(sum(S.infer_ms.get(n, 0.0) for n in out.models)))
+    if 'ambiguous' in S.test.columns:
+        amb, rev = S.test['ambiguous'].astype(bool).to_numpy(), tiers == 'review'
+        row.update(ambiguous_reviewed=rate((rev & amb).sum(), amb.sum()), review_ambiguous=rate((rev & amb).sum(), rev.sum()))
+    curve = triage_curve(out.score, y, tiers == 'reject', out.forced_review)
     row.update(matched(curve, cfg.matched_review, cfg.matched_pit_miss))
     return row
 
-def run_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run_dir, progress: bool = True) -> dict:
-    "Train and evaluate every method for one seed; returns {'rows': [...], 'mining': ..., 'two_stage': ...}."
-    from cherry_nb.two_stage import assign_folds
-    sd = Path(run_dir) / f'seed{seed}'; sd.mkdir(parents=True, exist_ok=True); cache = Path(run_dir) / '.cache'
-    save_manifest(df, sd / 'manifest.csv'); save_manifest(assign_folds(df, cfg.folds, seed), sd / 'manifest_folds.csv')
-    J = seed_jobs(cfg, seed); has3 = 'label3' in df.columns
-    run_jobs([J['binary']] + ([J['three_class']] if has3 else []) + J['members'] + J['folds'], sd, cfg.workers, cache, progress)
-    mined = {}
-    for mode in ('in-sample', 'out-of-fold'):
-        tcfg = TwoStageConfig(image_size=cfg.image_size, low=cfg.low, high=cfg.high, mining_mode=mode, folds=cfg.folds, seed=seed)
-        p, fold = mining_scores(df, tcfg, sd, J['binary'], progress=progress)
-        mined[mode] = apply_mining(df, np.nan_to_num(p, nan=0.5), tcfg.mining(), fold=fold)
-        save_manifest(mined[mode], sd / f'mined_{mode}.csv')
-    run_jobs([J['stage2_is'], J['stage2_oof']], sd, cfg.workers, cache, progress)
-    # scores on val (calibration) and test (measurement)
-    names = ['binary', 'stage2_is', 'stage2_oof'] + (['three_class'] if has3 else []) + [j.name for j in J['members']]
-    P, ms = {}, {}
-    for split in ('val', 'test'):
-        d = df[df['split'] == split].reset_index(drop=True)
-        ds = CachedImageDataset(d, cfg.image_size, CLASSES_2, 'label', cache_dir=cache, progress=progress)
-        for n in names: P[n, split], ms[n] = _scores(sd, n, ds)
-    dv, dt = (df[df['split'] == s].reset_index(drop=True) for s in ('val', 'test'))
-    yv, y = pit_truth(dv), pit_truth(dt)
-    amb = dt['ambiguous'].astype(bool).to_numpy() if 'ambiguous' in dt.columns else None
-    rows, kw = [], dict(y=y, amb=amb, cfg=cfg)
-    prod = ProductionPolicy(cfg.prod_review, cfg.prod_reject)
-    for method, s2, extra in (('two-stage (seed)', 'stage2_is', []), ('two-stage (out-of-fold)', 'stage2_oof', [j.name for j in J['folds']])):
-        q = P[s2, 'test'].probs
-        rows.append(_method_row(method, prod(q), q[:, 1], _collapse(q), train_s=_train_s(sd, ['binary', s2] + extra),
-                                infer_ms=ms[s2], **kw))
-    if has3:
-        q = P['three_class', 'test'].probs
-        rows.append(_method_row('explicit 3-class', ArgmaxPolicy()(q), 1 - q[:, 0], _collapse(q),
-                                train_s=_train_s(sd, ['three_class']), infer_ms=ms['three_class'], **kw))
-    ts = TemperatureScaler.fit(P['binary', 'val'].logits, P['binary', 'val'].labels)
-    pv, pt = ts.probs(P['binary', 'val'].logits)[:, 1], ts.probs(P['binary', 'test'].logits)[:, 1]
-    enh = ThresholdPolicy(cfg.review, cfg.reject)
-    rows.append(_method_row('enhanced 2-class', enh(pt), pt, pt, train_s=_train_s(sd, ['binary']), infer_ms=ms['binary'], **kw))
-    guar = {}
-    try:
-        g = guaranteed_tiers(pv, yv, cfg.alpha, cfg.delta, cfg.beta); guar = g.as_dict()
-        rows.append(_method_row('guaranteed 2-class', g.policy(pt), pt, pt, train_s=_train_s(sd, ['binary']), infer_ms=ms['binary'],
-                                note=f"accept < {g.accept_threshold:.3f}, reject >= {g.reject_threshold:.3f}", **kw))
-    except InsufficientCalibration as e:
-        guar = dict(error=str(e), needed=e.needed, have=e.have)
-        rows.append(dict(method='guaranteed 2-class', note=f"not available: {e}"))
-    mem = ['binary'] + [j.name for j in J['members']]
-    ev = EnsembleScores(np.stack([P[n, 'val'].probs for n in mem])).calibrate(P['binary', 'val'].labels)
-    et = ev.with_members(np.stack([P[n, 'test'].probs for n in mem]))
-    dpol = DisagreementPolicy(cfg.review, cfg.reject, tau=min(0.5, tau_for_review_budget(ev, cfg.tau_budget)))
-    tiers_e = dpol(et)
-    rows.append(_method_row('ensemble', tiers_e, et.p_pit, et.p_pit, train_s=_train_s(sd, mem), infer_ms=sum(ms[n] for n in mem),
-                            rejected=tiers_e == 'reject', forced=et.disagreement >= dpol.tau, note=f"tau = {dpol.tau:.3f}", **kw))
-    for r in rows: r['seed'] = seed
-    # mining against the truth, forgetting and stage-1 miss recovery
-    mining = []
-    for mode, m in mined.items():
-        tr = m[m['split'] == 'train']; mv = tr['mined_label'] == 'maybe'
-        row = dict(seed=seed, mode=mode, moved=rate(mv.sum(), len(tr)))
-        if {'noise_flipped', 'true_label'} <= set(tr.columns):
-            fp = (tr['noise_flipped'] == 1) & (tr['true_label'] == 'pit')
-            row['mislabelled_pits_found'] = rate((fp & mv).sum(), fp.sum())
-        if 'ambiguous' in tr.columns: row['moved_truly_ambiguous'] = rate((mv & (tr['ambiguous'] == 1)).sum(), mv.sum())
-        mining.append(row)
-    b1 = binary_metrics(P['binary', 'test'].pit_score, y); missed = (y == 1) & (P['binary', 'test'].pit_score < 0.5)
-    two = []
+# %% ../nbs/14_compare.ipynb #60f4378f
+def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
+    "Train the roles the selected methods need for one seed in `run`; returns {role: model name(s)}."
+    run = RunFolder(run, create=True); J = seed_jobs(cfg, seed)
+    roles = roles_needed(cfg.method_names())
+    if 'three_class' in roles and 'label3' not in df.columns: roles.remove('three_class')
+    save_manifest(df, run / 'manifest.csv')
+    if 'folds' in roles: write_fold_manifest(df, cfg.folds, seed, run)
+    first = [j for r in roles if r in ('binary', 'three_class', 'members', 'folds')
+             for j in (J[r] if isinstance(J[r], list) else [J[r]])]
+    say(f"seed {seed}: train {len(first)} models", prefix='compare')
+    run_jobs(first, run, progress=progress, **cfg.job_options())
+    mining = {}
+    for role, mode in (('stage2_is', 'in-sample'), ('stage2_oof', 'out-of-fold')):
+        if role not in roles: continue
+        say(f"seed {seed}: mine ({mode})", prefix='compare')
+        m = mine(df, MiningConfig(cfg.low, cfg.high, mode, cfg.folds), run, J['binary'], seed, cfg.job_options(), progress)
+        save_manifest(m, run / f'mined_{mode}.csv'); mining[mode] = m
+    second = [J[r] for r in ('stage2_is', 'stage2_oof') if r in roles]
+    if second: say(f"seed {seed}: train {len(second)} stage-2 models", prefix='compare')
+    run_jobs(second, run, progress=progress, **cfg.job_options())
+    names = {r: ([j.name for j in J[r]] if isinstance(J[r], list) else J[r].name) for r in roles}
+    return dict(names=names, mining=mining)
+
+# %% ../nbs/14_compare.ipynb #fb757029
+def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict, progress: bool = True) -> SeedScores:
+    "Score every trained model of one seed on val and test (inference time measured)."
+    run = RunFolder(run); preds, ms = {}, {}
+    val, test = (df[df['split'] == s].reset_index(drop=True) for s in ('val', 'test'))
+    flat = [n for v in names.values() for n in (v if isinstance(v, list) else [v])]
+    for n in flat:
+        for sp, d in (('val', val), ('test', test)):
+            t0 = time.perf_counter(); preds[n, sp] = score_artifact(run.artifact(n), d, run.cache, progress)
+            ms[n] = 1000 * (time.perf_counter() - t0) / max(len(d), 1)
+    train_s = {n: read_artifact_meta(run.artifact(n))['metrics']['train_seconds'] for n in flat}
+    return SeedScores(cfg, seed, val, test, preds, ms, train_s, names)
+
+# %% ../nbs/14_compare.ipynb #3eb7b5c0
+_TRUTH = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility')
+
+def method_predictions(name: str, out: MethodOutput, S: SeedScores) -> pd.DataFrame:
+    "predictions.csv rows of one method and seed (test, and val when the method scores it)."
+    model = f"{name} | seed {S.seed}"
+    def rows(d, split, p, q):
+        r = d[[c for c in _TRUTH if c in d.columns]].assign(model=model, split=split, y_pit=pit_truth(d))
+        return r.assign(p_pit=q[:, 1], p_clean=q[:, 0], p_maybe=q[:, 2]) if q is not None else r.assign(p_pit=p)
+    parts = [rows(S.test, 'test', out.score, out.probs3)]
+    if out.val_score is not None: parts.insert(0, rows(S.val, 'val', out.val_score, out.val_probs3))
+    return pd.concat(parts, ignore_index=True)
+
+def apply_methods(S: SeedScores) -> tuple:
+    "(rows, predictions, outputs) of every selected method on one seed."
+    rows, preds, outs = [], [], {}
+    for name in S.cfg.method_names():
+        try: out = METHODS[name](S)
+        except MethodUnavailable as e:
+            rows.append(dict(method=name, seed=S.seed, note=f"not available: {e}")); continue
+        outs[name] = out; rows.append(method_row(name, out, S)); preds.append(method_predictions(name, out, S))
+    return rows, (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()), outs
+
+# %% ../nbs/14_compare.ipynb #b5926b7c
+def seed_extras(S: SeedScores, mining: dict) -> tuple:
+    "(mining rows, two-stage rows) of one seed."
+    mrows = [dict(seed=S.seed, mode=mode, **mining_effects(m)) for mode, m in mining.items()]
+    trows, y = [], S.y_test
+    prod = ProductionPolicy(S.cfg.prod_review, S.cfg.prod_reject)
     for method, s2 in (('two-stage (seed)', 'stage2_is'), ('two-stage (out-of-fold)', 'stage2_oof')):
-        q = P[s2, 'test'].probs; b2 = binary_metrics(_collapse(q), y)
-        two.append(dict(seed=seed, method=method, stage1_pit_recall=b1['pit_recall'], stage2_pit_recall=b2['pit_recall'],
-                        stage1_accuracy=b1['accuracy'], stage2_accuracy=b2['accuracy'],
-                        forgetting_accuracy=b1['accuracy'].rate - b2['accuracy'].rate,
-                        stage1_missed_recovered=rate((missed & (prod(q) != 'accept')).sum(), missed.sum())))
-    return dict(rows=rows, mining=mining, two_stage=two, guaranteed=guar, temperature=ts.to_meta())
+        if not S.has(s2): continue
+        e = stage2_effects(S.preds['binary', 'test'].pit_score, S.probs(s2), y, prod)
+        trows.append(dict(seed=S.seed, method=method, stage1_pit_recall=e['stage1']['pit_recall'],
+                          stage2_pit_recall=e['stage2']['pit_recall'], stage1_accuracy=e['stage1']['accuracy'],
+                          stage2_accuracy=e['stage2']['accuracy'], forgetting_accuracy=e['forgetting']['accuracy'],
+                          stage1_missed_recovered=e['stage1_misses']['recovered_by_stage2']))
+    return mrows, trows
+
+def run_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
+    "Train, score and apply every selected method for one seed in `run/seed<k>/`."
+    sd = RunFolder(run).sub(f'seed{seed}')
+    t = train_seed(df, cfg, seed, sd, progress)
+    say(f"seed {seed}: score and apply {len(cfg.method_names())} methods", prefix='compare')
+    S = score_seed(df, cfg, seed, sd, t['names'], progress)
+    rows, preds, outs = apply_methods(S)
+    mrows, trows = seed_extras(S, t['mining'])
+    return dict(rows=rows, predictions=preds, outputs=outs, mining=mrows, two_stage=trows, scores=S)
 
 # %% ../nbs/14_compare.ipynb #7357d3f7
 RATE_COLS = ('pit_miss', 'review', 'false_reject', 'accuracy', 'ambiguous_reviewed', 'review_ambiguous')
+_UNIT_COLS = ('ece', 'pit_miss_at_review', 'review_at_pit_miss')
 
 def seed_interval(values, conf: float = 0.95, clip: tuple | None = None) -> tuple:
-    "(mean, lo, hi) of `values` over seeds, a t interval (NaN bounds with fewer than two seeds), bounds clipped to `clip`."
+    "(mean, lo, hi) of `values` over seeds, a t interval (NaN bounds with fewer than two seeds), clipped to `clip`."
     from scipy import stats
     v = np.asarray([x for x in values if x == x], float)
     if len(v) == 0: return (float('nan'),) * 3
@@ -203,35 +350,39 @@ def seed_interval(values, conf: float = 0.95, clip: tuple | None = None) -> tupl
     if clip is not None: lo, hi = max(lo, clip[0]), min(hi, clip[1])
     return float(v.mean()), float(lo), float(hi)
 
-def summarize(rows: list[dict]) -> pd.DataFrame:
-    "One row per method: pooled rates (Rate), seed means with intervals, costs."
-    out = []
-    for method in [m for m in METHODS if any(r['method'] == m for r in rows)]:
-        rs = [r for r in rows if r['method'] == method and 'pit_miss' in r]
-        s = dict(method=method, seeds=len(rs), note='; '.join(sorted({r.get('note', '') for r in rows if r['method'] == method and r.get('note')})))
-        if not rs: out.append(s); continue
-        for c in RATE_COLS:
-            if c in rs[0]:
-                s[c] = rate(sum(r[c].k for r in rs), sum(r[c].n for r in rs))
-                s[c + '_seed'] = seed_interval([r[c].rate for r in rs], clip=(0, 1))
-        for c in ('ece', 'pit_miss_at_review', 'review_at_pit_miss', 'train_seconds', 'infer_ms_per_image'):
-            s[c] = seed_interval([r[c] for r in rs], clip=(0, 1) if c in ('ece', 'pit_miss_at_review', 'review_at_pit_miss') else (0, np.inf))
-        out.append(s)
-    return pd.DataFrame(out)
+def _summary_row(method: str, rows: list) -> dict:
+    rs = [r for r in rows if r['method'] == method and 'pit_miss' in r]
+    notes = sorted({r.get('note', '') for r in rows if r['method'] == method and r.get('note')})
+    s = dict(method=method, seeds=len(rs), note='; '.join(notes))
+    if not rs: return s
+    for c in [c for c in RATE_COLS if c in rs[0]]:
+        s[c] = rate(sum(r[c].k for r in rs), sum(r[c].n for r in rs))
+        s[c + '_seed'] = seed_interval([r[c].rate for r in rs], clip=(0, 1))
+    for c in _UNIT_COLS + ('train_seconds', 'infer_ms_per_image'):
+        s[c] = seed_interval([r[c] for r in rs], clip=(0, 1) if c in _UNIT_COLS else (0, np.inf))
+    return s
 
+def summarize(rows: list) -> pd.DataFrame:
+    "One row per method (registry order): pooled rates (Rate), seed means with intervals, costs, notes."
+    names = list(dict.fromkeys([m for m in METHODS if any(r['method'] == m for r in rows)]
+                               + [r['method'] for r in rows]))
+    return pd.DataFrame([_summary_row(m, rows) for m in names])
+
+# %% ../nbs/14_compare.ipynb #b936d10a
 def recommend(summary: pd.DataFrame, target: float) -> tuple:
-    "(method or None, sentence): the lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
-    ok = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate) and r['pit_miss'].hi <= target]
+    "(method or None, sentence): lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
+    avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)]
+    ok = [r for r in avail if r['pit_miss'].hi <= target]
     if not ok:
-        avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)]
         best = min(avail, key=lambda r: r['pit_miss'].hi) if avail else None
         return None, (f"No method meets the safety target (pit-miss upper 95% bound <= {target:.1%})"
                       + (f"; the safest is {best['method']} with pit-miss {best['pit_miss']}." if best is not None else '.'))
     best = min(ok, key=lambda r: r['review_seed'][0])
     others = ', '.join(f"{r['method']} ({r['review_seed'][0]:.1%})" for r in ok if r['method'] != best['method'])
     return best['method'], (f"Deploy **{best['method']}**: its pit-miss rate {best['pit_miss']} meets the target "
-                            f"(upper bound <= {target:.1%}) at the lowest review rate, {best['review_seed'][0]:.1%} of cherries"
-                            + (f"; the other methods meeting the target review more: {others}." if others else "; no other method meets the target."))
+                            f"(upper bound <= {target:.1%}) at the lowest review rate, {best['review_seed'][0]:.1%} of "
+                            "cherries" + (f"; the other methods meeting the target review more: {others}." if others
+                                          else "; no other method meets the target."))
 
 # %% ../nbs/14_compare.ipynb #fc6b049d
 def _fmt_seed(t, pct=True):
@@ -239,92 +390,73 @@ def _fmt_seed(t, pct=True):
     f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3g}")
     return f(m) if lo != lo else f"{f(m)} [{f(lo)}, {f(hi)}]"
 
+def _table_row(r, cfg: dict) -> dict:
+    amb = r.get('ambiguous_reviewed')
+    return {'Method': r['method'], 'Pit-miss rate': str(r['pit_miss']), 'Review rate': str(r['review']),
+            'False-reject rate': str(r['false_reject']), 'Accuracy': str(r['accuracy']),
+            'Pit-miss (seed mean)': _fmt_seed(r['pit_miss_seed']), 'Review (seed mean)': _fmt_seed(r['review_seed']),
+            'ECE': _fmt_seed(r['ece'], False),
+            f"Pit-miss @ review {cfg['matched_review']:.0%}": _fmt_seed(r['pit_miss_at_review']),
+            f"Review @ pit-miss {cfg['matched_pit_miss']:.0%}": _fmt_seed(r['review_at_pit_miss']),
+            'Ambiguous sent to review': str(amb) if isinstance(amb, Rate) else 'n/a',
+            'Train s': f"{r['train_seconds'][0]:.0f}", 'Infer ms/img': f"{r['infer_ms_per_image'][0]:.2f}"}
+
 def summary_table(summary: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     "The comparison table for people: pooled rates with counts and intervals, seed means, matched points, costs."
-    rows = []
-    for _, r in summary.iterrows():
-        if not isinstance(r.get('pit_miss'), Rate): rows.append({'Method': r['method'], 'Pit-miss rate': r['note']}); continue
-        rows.append({'Method': r['method'], 'Pit-miss rate': str(r['pit_miss']), 'Review rate': str(r['review']),
-                     'False-reject rate': str(r['false_reject']), 'Accuracy': str(r['accuracy']),
-                     'Pit-miss (seed mean)': _fmt_seed(r['pit_miss_seed']), 'Review (seed mean)': _fmt_seed(r['review_seed']),
-                     'ECE': _fmt_seed(r['ece'], False),
-                     f"Pit-miss @ review {cfg['matched_review']:.0%}": _fmt_seed(r['pit_miss_at_review']),
-                     f"Review @ pit-miss {cfg['matched_pit_miss']:.0%}": _fmt_seed(r['review_at_pit_miss']),
-                     'Ambiguous sent to review': str(r['ambiguous_reviewed']) if isinstance(r.get('ambiguous_reviewed'), Rate) else 'n/a',
-                     'Train s': f"{r['train_seconds'][0]:.0f}", 'Infer ms/img': f"{r['infer_ms_per_image'][0]:.2f}"})
+    rows = [_table_row(r, cfg) if isinstance(r.get('pit_miss'), Rate) else {'Method': r['method'], 'Pit-miss rate':
+            r['note']} for _, r in summary.iterrows()]
     return pd.DataFrame(rows).fillna('')
 
-def compare_figure(summary: pd.DataFrame, rows: list[dict], target: float | None = None):
+# %% ../nbs/14_compare.ipynb #adf7ce39
+_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f']
+
+def _err(m, lo, hi): return dict(type='data', symmetric=False, array=[hi - m], arrayminus=[m - lo]) if lo == lo else None
+
+def compare_figure(summary: pd.DataFrame, rows: list, target: float | None = None):
     "Plotly: review rate against pit-miss rate per method (seed points faint, seed mean with its interval)."
     import plotly.graph_objects as go
     fig = go.Figure()
     for i, (_, r) in enumerate(summary.iterrows()):
         if not isinstance(r.get('pit_miss'), Rate): continue
-        col = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'][i % 6]
-        pts = [x for x in rows if x['method'] == r['method'] and 'pit_miss' in x]
-        fig.add_trace(go.Scatter(x=[p['review'].rate for p in pts], y=[p['pit_miss'].rate for p in pts], mode='markers',
-                                 marker=dict(color=col, opacity=0.35, size=8), showlegend=False, hoverinfo='skip'))
+        col, pts = _COLOURS[i % len(_COLOURS)], [x for x in rows if x['method'] == r['method'] and 'pit_miss' in x]
+        fig.add_scatter(x=[p['review'].rate for p in pts], y=[p['pit_miss'].rate for p in pts], mode='markers',
+                        marker=dict(color=col, opacity=0.35, size=8), showlegend=False, hoverinfo='skip')
         (mx, lx, hx), (my, ly, hy) = r['review_seed'], r['pit_miss_seed']
-        ex = dict(type='data', symmetric=False, array=[hx - mx], arrayminus=[mx - lx]) if lx == lx else None
-        ey = dict(type='data', symmetric=False, array=[hy - my], arrayminus=[my - ly]) if ly == ly else None
-        fig.add_trace(go.Scatter(x=[mx], y=[my], error_x=ex, error_y=ey, mode='markers', name=r['method'],
-                                 marker=dict(color=col, size=13, symbol='diamond')))
+        fig.add_scatter(x=[mx], y=[my], error_x=_err(mx, lx, hx), error_y=_err(my, ly, hy), mode='markers',
+                        name=r['method'], marker=dict(color=col, size=13, symbol='diamond'))
     if target is not None: fig.add_hline(y=target, line_dash='dash', annotation_text=f'safety target {target:.1%}')
     fig.update_layout(title='Review rate vs pit-miss rate (test split; seeds faint, mean with 95% interval)',
-                      xaxis_title='review rate', yaxis_title='pit-miss rate', xaxis_tickformat='.0%', yaxis_tickformat='.1%',
-                      height=480, width=820)
+                      xaxis_title='review rate', yaxis_title='pit-miss rate', xaxis_tickformat='.0%',
+                      yaxis_tickformat='.1%', height=480, width=820)
     return fig
 
-# %% ../nbs/14_compare.ipynb #de151e3a
-def _rows_json(rows): return json_ready(rows)
+# %% ../nbs/14_compare.ipynb #555f271f
+def _results(cfg: CompareConfig) -> dict:
+    return dict(rows=[], mining=[], two_stage=[], guaranteed=[], config=asdict(cfg), methods=cfg.method_names())
 
-def _rows_from_json(rows):
-    def back(v): return Rate(v['k'], v['n'], v['lo'] if v['lo'] is not None else float('nan'), v['hi'] if v['hi'] is not None else float('nan')) if isinstance(v, dict) and 'k' in v and 'n' in v else v
-    return [{k: back(v) for k, v in r.items()} for r in rows]
-
-def run_compare(df: pd.DataFrame, cfg: CompareConfig, run_dir, progress: bool = True) -> dict:
-    "Run the comparison over `cfg.seeds` seeds in `run_dir`; returns {'summary', 'rows', 'mining', 'two_stage', ...}."
-    check_binary_splits(df)
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    try: from tqdm.auto import tqdm
-    except ImportError: tqdm = lambda x, **k: x
-    res = dict(rows=[], mining=[], two_stage=[], guaranteed=[], config=asdict(cfg))
-    for seed in tqdm(range(cfg.seeds), desc='seeds', disable=not progress):
-        r = run_seed(df, cfg, seed, run_dir, progress)
+def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True) -> dict:
+    "Run the comparison over `cfg.seeds` seeds in `run`; returns the results with the summary and recommendation."
+    check_binary_splits(df); run = RunFolder(run, create=True)
+    res, preds = _results(cfg), []
+    for seed in range(cfg.seeds):
+        say(f"seed {seed + 1} of {cfg.seeds}", prefix='compare')
+        r = run_seed(df, cfg, seed, run, progress)
         for k in ('rows', 'mining', 'two_stage'): res[k] += r[k]
-        res['guaranteed'].append(r['guaranteed'])
-        atomic_write_json(run_dir / 'results.json', json_ready(res))            # a partial record after every seed
-    summary = summarize(res['rows'])
-    best, why = recommend(summary, cfg.safety_target)
+        g = r['outputs'].get('guaranteed 2-class')
+        res['guaranteed'].append(g.extra['certificate'] if g is not None else
+                                 next((x for x in r['rows'] if x['method'] == 'guaranteed 2-class'), {}))
+        preds.append(r['predictions'])
+        atomic_write_json(run / 'results.json', jsonable(res))            # a partial record after every seed
+    write_predictions(run, pd.concat(preds, ignore_index=True))
+    summary = summarize(res['rows']); best, why = recommend(summary, cfg.safety_target)
     res.update(summary=summary, recommended=best, recommendation=why)
-    atomic_write(run_dir / 'comparison.csv', summary_table(summary, asdict(cfg)).to_csv(index=False))
-    atomic_write_json(run_dir / 'metrics.json', json_ready(dict(recommended=best, recommendation=why, config=asdict(cfg),
-                                                                summary=summary.to_dict(orient='records'))))
+    atomic_write(run / 'comparison.csv', summary_table(summary, asdict(cfg)).to_csv(index=False))
+    write_metrics(run, dict(recommended=best, recommendation=why, config=asdict(cfg),
+                            summary=summary.to_dict(orient='records')))
     return res
 
-def compare_report(run_dir) -> 'Report':
-    "The comparison report of a finished run folder (reads results.json)."
-    from cherry_nb.report import Report, md_table
-    run_dir = Path(run_dir); res = read_json(run_dir / 'results.json'); cfg = res['config']
-    rows = _rows_from_json(res['rows']); summary = summarize(rows)
-    best, why = recommend(summary, cfg['safety_target'])
-    rep = Report('Comparison Report: which method should the plant deploy?',
-                 {'Seeds': cfg['seeds'], 'Model': f"{cfg['arch']} at {cfg['image_size']} px, {cfg['epochs']} epochs",
-                  'Safety target': f"pit-miss rate <= {cfg['safety_target']:.1%} (upper 95% bound)",
-                  'Recommendation': best or 'none meets the target'})
-    rep.add('Recommendation', why)
-    rep.add('Results (test split, against truth)', md_table(summary_table(summary, cfg)) +
-            "\n\nRates are pooled over seeds (count and Wilson 95% interval); seed means carry a t interval over seeds.",
-            [compare_figure(summary, rows, cfg['safety_target'])])
-    mining = pd.DataFrame([{k: (str(v) if isinstance(v, Rate) else v) for k, v in r.items()} for r in _rows_from_json(res['mining'])])
-    rep.add('Mining against the truth (training split)', md_table(mining) +
-            "\n\n`mislabelled_pits_found`: true pits the annotators labelled clean that mining moved to `maybe`.")
-    two = pd.DataFrame([{k: (str(v) if isinstance(v, Rate) else (round(v, 4) if isinstance(v, float) else v)) for k, v in r.items()}
-                        for r in _rows_from_json(res['two_stage'])])
-    rep.add('Two-stage: forgetting and stage-1 misses', md_table(two) +
-            "\n\nForgetting = stage-1 accuracy minus stage-2 accuracy (collapsed to binary) on the same test images; "
-            "recovered = stage-1 misses of true pits that stage 2's production tiers do not accept.")
-    g = [x for x in res['guaranteed'] if x]
-    rep.add('Methods', "\n".join(f"- **{m}**" for m in METHODS) + "\n\n" + (
-        "Guaranteed thresholds per seed: " + '; '.join(x.get('error') or f"accept < {x['accept_threshold']:.3f}, reject >= {x['reject_threshold']:.3f}" for x in g)))
-    return rep
+def read_results(run) -> dict:
+    "A comparison run's `results.json` with its rates back as `Rate`s and its summary recomputed."
+    res = read_metrics(run, 'results.json')
+    res['summary'] = summarize(res['rows'])
+    return res

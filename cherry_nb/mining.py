@@ -14,8 +14,8 @@ from .jobs import TrainJob, run_jobs
 from .runs import RunFolder, score_artifact
 
 # %% auto #0
-__all__ = ['MINING_MODES', 'MiningConfig', 'mining_rule', 'apply_mining', 'mining_table', 'assign_folds', 'fold_jobs',
-           'mining_scores', 'mine', 'mining_truth', 'mining_effects']
+__all__ = ['MINING_MODES', 'MiningConfig', 'mining_rule', 'apply_mining', 'mining_table', 'assign_folds', 'write_fold_manifest',
+           'fold_jobs', 'mining_scores', 'mine', 'mining_truth', 'mining_effects']
 
 # %% ../nbs/07_mining.ipynb #18b82d4b
 MINING_MODES = ('in-sample', 'out-of-fold')
@@ -72,7 +72,7 @@ def mining_table(mined: pd.DataFrame) -> pd.DataFrame:
                      'Percentage': f'{100 * moved / max(len(g), 1):.1f}%'})
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_mining.ipynb #545d32e4
+# %% ../nbs/07_mining.ipynb #2f9563e5
 def assign_folds(df: pd.DataFrame, k: int, seed: int = 0, split: str = 'train') -> pd.DataFrame:
     "A `fold` column (0..k-1, stratified by label) for rows of `split`; -1 elsewhere."
     from sklearn.model_selection import StratifiedKFold
@@ -83,12 +83,16 @@ def assign_folds(df: pd.DataFrame, k: int, seed: int = 0, split: str = 'train') 
     for f, (_, te) in enumerate(skf.split(idx, out['label'].to_numpy()[idx])): out.iloc[idx[te], col] = f
     return out
 
+def write_fold_manifest(df: pd.DataFrame, k: int, seed: int, run, name: str = 'manifest_folds.csv') -> pd.DataFrame:
+    "Assign K folds (see `assign_folds`) and save the manifest the fold jobs read into the run folder."
+    fdf = assign_folds(df, k, seed); save_manifest(fdf, RunFolder(run) / name); return fdf
+
 def fold_jobs(base: TrainJob, k: int, manifest: str = 'manifest_folds.csv') -> list:
     "K copies of the job `base`, the i-th trained without fold i of `manifest` (cross-fitting)."
     return [TrainJob(**{**base.to_dict(), 'name': f'{base.name}_fold{i}', 'manifest': manifest, 'exclude_fold': i})
             for i in range(k)]
 
-# %% ../nbs/07_mining.ipynb #da674975
+# %% ../nbs/07_mining.ipynb #bd9e03b3
 def mining_scores(df: pd.DataFrame, cfg: MiningConfig, run, base: TrainJob, seed: int = 0,
                   job_options: dict | None = None, progress: bool = True) -> tuple:
     "(p_pit, fold) for every row of `df` (NaN outside the mined splits); trains the fold models out-of-fold."
@@ -97,8 +101,7 @@ def mining_scores(df: pd.DataFrame, cfg: MiningConfig, run, base: TrainJob, seed
     score = lambda name, rows: score_artifact(run.artifact(name), rows, run.cache, progress).pit_score
     if cfg.mode == 'in-sample':
         p[mined] = score(base.name, df[mined]); return p, fold
-    fdf = assign_folds(df, cfg.folds, seed); save_manifest(fdf, run / 'manifest_folds.csv')
-    jobs = fold_jobs(base, cfg.folds)
+    fdf = write_fold_manifest(df, cfg.folds, seed, run); jobs = fold_jobs(base, cfg.folds)
     run_jobs(jobs, run, progress=progress, **(job_options or {}))
     fold = fdf['fold'].to_numpy()
     for k, j in enumerate(jobs): p[fold == k] = score(j.name, fdf[fold == k])
@@ -131,7 +134,7 @@ def mining_truth(mined: pd.DataFrame, ambiguous_col: str = 'ambiguous',
                                                         int((flip & (g['orig_label'] == 'clean')).sum())))})
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_mining.ipynb #005a8c3a
+# %% ../nbs/07_mining.ipynb #8dbd1cbd
 def mining_effects(mined: pd.DataFrame, split: str = 'train') -> dict:
     "Moved images, mislabelled pits found and truly ambiguous among moved, as rates (truth columns when present)."
     tr = mined[mined['split'] == split]; mv = tr['mined_label'] == 'maybe'
