@@ -54,12 +54,12 @@ class CompareConfig(JobsConfig, DataConfig):
     methods: str = ''               # comma-separated method names to run ('' : every registered method)
     low: float = 0.35               # mining: uncertain when low < p(pit) < high
     high: float = 0.65              # mining: upper end of the uncertain band
-    review: float = 0.65            # enhanced 2-class and ensemble: p(pit) >= this -> review
-    reject: float = 0.85            # ... and >= this -> reject
+    review: float = 0.65            # enhanced 2-class and ensemble: p(pit) from this -> review
+    reject: float = 0.85            # ... and from this -> reject
     prod_review: float = 0.5        # production mapping of the two-stage methods: review from here
     prod_reject: float = 0.75       # ... reject from here
     alpha: float = 0.02             # guaranteed tiers: target pit-miss rate ...
-    delta: float = 0.1              # ... with probability >= 1 - delta
+    delta: float = 0.1              # ... with probability at least 1 - delta
     beta: float = 0.05              # guaranteed tiers: target false-reject rate
     tau_budget: float = 0.05        # ensemble: share of calibration cherries sent to review for disagreement
     safety_target: float = 0.05     # recommendation: pooled pit-miss upper 95% bound must not exceed this
@@ -85,7 +85,7 @@ class CompareConfig(JobsConfig, DataConfig):
         e, lr = (self.epochs, self.lr) if stage == 1 else (self.epochs2, self.lr2)
         return self.train_settings(e, lr, self.batch_size, seed)
 
-# %% ../nbs/14_compare.ipynb #e105ab54
+# %% ../nbs/14_compare.ipynb #455f5915
 class MethodUnavailable(Exception):
     "A method cannot run on this data; the message says why (it becomes the method's row in the results)."
 
@@ -113,7 +113,7 @@ def register_method(name: str, needs: tuple = ('binary',)):
         METHODS[name] = fn; METHOD_NEEDS[name] = tuple(needs); return fn
     return deco
 
-# %% ../nbs/14_compare.ipynb #a363fa60
+# %% ../nbs/14_compare.ipynb #1a31c594
 ROLES = ('binary', 'three_class', 'members', 'folds', 'stage2_is', 'stage2_oof')
 _ROLE_DEPS = {'stage2_is': ('binary',), 'stage2_oof': ('binary', 'folds'), 'members': ('binary',)}
 
@@ -150,7 +150,7 @@ def matched(curve: pd.DataFrame, review_at: float, pit_miss_at: float) -> dict:
     return dict(pit_miss_at_review=float(a.pit_miss.min()) if len(a) else float('nan'),
                 review_at_pit_miss=float(b.review_rate.min()) if len(b) else float('nan'))
 
-# %% ../nbs/14_compare.ipynb #3fabe0c1
+# %% ../nbs/14_compare.ipynb #687bcada
 @dataclass
 class SeedScores:
     "The predictions of one seed's models on the calibration (val) and test splits, and the truth."
@@ -174,7 +174,7 @@ class SeedScores:
         ts = TemperatureScaler.fit(self.preds['binary', 'val'].logits, self.y_val)
         return ts, ts.probs(self.preds['binary', 'val'].logits)[:, 1], ts.probs(self.preds['binary', 'test'].logits)[:, 1]
 
-# %% ../nbs/14_compare.ipynb #72d27ff1
+# %% ../nbs/14_compare.ipynb #335cbe64
 def _two_stage(S: SeedScores, s2: str, extra: tuple) -> MethodOutput:
     if not S.has(s2): raise MethodUnavailable(f"no {s2} model")
     q, cfg = S.probs(s2), S.cfg
@@ -193,7 +193,7 @@ def two_stage_oof(S: SeedScores) -> MethodOutput:
     "As the seed's, but each training image is mined by a fold model that did not train on it."
     return _two_stage(S, 'stage2_oof', tuple(S.names.get('folds', ())))
 
-# %% ../nbs/14_compare.ipynb #d501f8f3
+# %% ../nbs/14_compare.ipynb #ca5910cc
 @register_method('explicit 3-class', needs=('three_class',))
 def explicit_three_class(S: SeedScores) -> MethodOutput:
     "One 3-class model on the annotators' labels; argmax tiers (clean accept, maybe review, pit reject)."
@@ -203,7 +203,7 @@ def explicit_three_class(S: SeedScores) -> MethodOutput:
     return MethodOutput(ArgmaxPolicy()(q), 1 - q[:, 0], collapse_to_binary(q), ('three_class',), ArgmaxPolicy(),
                         probs3=q, val_score=qv[:, 1], val_probs3=qv)
 
-# %% ../nbs/14_compare.ipynb #1ca80f39
+# %% ../nbs/14_compare.ipynb #7e13e775
 @register_method('enhanced 2-class')
 def enhanced_two_class_method(S: SeedScores) -> MethodOutput:
     "The temperature-scaled binary model with fixed thresholds (review / reject)."
@@ -220,7 +220,7 @@ def guaranteed_two_class(S: SeedScores) -> MethodOutput:
                         note=f"accept < {g.accept_threshold:.3f}, reject >= {g.reject_threshold:.3f}",
                         extra=dict(temperature=ts.to_meta(), certificate=g.as_dict()))
 
-# %% ../nbs/14_compare.ipynb #ef9fceb3
+# %% ../nbs/14_compare.ipynb #76c0edb3
 @register_method('ensemble', needs=('binary', 'members'))
 def ensemble_method(S: SeedScores) -> MethodOutput:
     "M binary members averaged and calibrated; thresholds on the mean, review when members disagree."
@@ -234,7 +234,7 @@ def ensemble_method(S: SeedScores) -> MethodOutput:
                         forced_review=et.disagreement >= pol.tau, note=f"tau = {pol.tau:.3f}",
                         extra=dict(temperature=ev.temperature.to_meta()))
 
-# %% ../nbs/14_compare.ipynb #1c3bb9f1
+# %% ../nbs/14_compare.ipynb #9d6c66aa
 def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     "Everything measured of one method on one seed's test split."
     y, cfg = S.y_test, S.cfg; m = tier_metrics(out.tiers, y); tiers = np.asarray(out.tiers)
@@ -250,7 +250,7 @@ def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     row.update(matched(curve, cfg.matched_review, cfg.matched_pit_miss))
     return row
 
-# %% ../nbs/14_compare.ipynb #60f4378f
+# %% ../nbs/14_compare.ipynb #1afd991a
 def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
     "Train the roles the selected methods need for one seed in `run`; returns {role: model name(s)}."
     run = RunFolder(run, create=True); J = seed_jobs(cfg, seed)
@@ -274,7 +274,7 @@ def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: b
     names = {r: ([j.name for j in J[r]] if isinstance(J[r], list) else J[r].name) for r in roles}
     return dict(names=names, mining=mining)
 
-# %% ../nbs/14_compare.ipynb #fb757029
+# %% ../nbs/14_compare.ipynb #14690f4a
 def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict, progress: bool = True) -> SeedScores:
     "Score every trained model of one seed on val and test (inference time measured)."
     run = RunFolder(run); preds, ms = {}, {}
@@ -287,7 +287,7 @@ def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict
     train_s = {n: read_artifact_meta(run.artifact(n))['metrics']['train_seconds'] for n in flat}
     return SeedScores(cfg, seed, val, test, preds, ms, train_s, names)
 
-# %% ../nbs/14_compare.ipynb #3eb7b5c0
+# %% ../nbs/14_compare.ipynb #6438aab6
 _TRUTH = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility')
 
 def method_predictions(name: str, out: MethodOutput, S: SeedScores) -> pd.DataFrame:
@@ -310,7 +310,7 @@ def apply_methods(S: SeedScores) -> tuple:
         outs[name] = out; rows.append(method_row(name, out, S)); preds.append(method_predictions(name, out, S))
     return rows, (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()), outs
 
-# %% ../nbs/14_compare.ipynb #b5926b7c
+# %% ../nbs/14_compare.ipynb #732cf17c
 def seed_extras(S: SeedScores, mining: dict) -> tuple:
     "(mining rows, two-stage rows) of one seed."
     mrows = [dict(seed=S.seed, mode=mode, **mining_effects(m)) for mode, m in mining.items()]
@@ -368,7 +368,7 @@ def summarize(rows: list) -> pd.DataFrame:
                                + [r['method'] for r in rows]))
     return pd.DataFrame([_summary_row(m, rows) for m in names])
 
-# %% ../nbs/14_compare.ipynb #b936d10a
+# %% ../nbs/14_compare.ipynb #45709f9c
 def recommend(summary: pd.DataFrame, target: float) -> tuple:
     "(method or None, sentence): lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
     avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)]
@@ -407,7 +407,7 @@ def summary_table(summary: pd.DataFrame, cfg: dict) -> pd.DataFrame:
             r['note']} for _, r in summary.iterrows()]
     return pd.DataFrame(rows).fillna('')
 
-# %% ../nbs/14_compare.ipynb #adf7ce39
+# %% ../nbs/14_compare.ipynb #acde13c5
 _COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f']
 
 def _err(m, lo, hi): return dict(type='data', symmetric=False, array=[hi - m], arrayminus=[m - lo]) if lo == lo else None
@@ -430,7 +430,7 @@ def compare_figure(summary: pd.DataFrame, rows: list, target: float | None = Non
                       yaxis_tickformat='.1%', height=480, width=820)
     return fig
 
-# %% ../nbs/14_compare.ipynb #555f271f
+# %% ../nbs/14_compare.ipynb #7cadac41
 def _results(cfg: CompareConfig) -> dict:
     return dict(rows=[], mining=[], two_stage=[], guaranteed=[], config=asdict(cfg), methods=cfg.method_names())
 

@@ -12,9 +12,11 @@ def test_matched_points():
     m = matched(c, review_at=0.4, pit_miss_at=0.0)
     assert m['pit_miss_at_review'] == pytest.approx(1 / 3) and m['review_at_pit_miss'] == pytest.approx(0.6)
 
+@pytest.mark.slow
 def test_compare_workflow(tmp_path):
     data = render_dataset(tmp_path / 'sim', n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False, pit_as_clean=0.1, seed=5)
-    args = [EXE, 'run', 'compare', '-p', 'data', str(data), '-p', 'image_size', '32', '-p', 'epochs', '1', '-p', 'epochs2', '1',
+    args = [EXE, 'run', 'compare', '-p', 'data', str(data), '-p', 'arch', 'test_resnet', '-p', 'aug', 'none',
+            '-p', 'image_size', '32', '-p', 'epochs', '1', '-p', 'epochs2', '1',
             '-p', 'batch_size', '16', '-p', 'folds', '2', '-p', 'members', '2', '-p', 'seeds', '2', '--runs-dir', str(tmp_path / 'runs')]
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -32,6 +34,9 @@ def test_compare_workflow(tmp_path):
     rep = (run / 'report.md').read_text()
     assert '## Recommendation' in rep and 'Review rate vs pit-miss rate' in (run / 'report.html').read_text()
     metrics = json.loads((run / 'metrics.json').read_text()); assert 'recommendation' in metrics
+    from cherry_nb.explorer import ExplorerState                         # the explorer opens a comparison run
+    st = ExplorerState(run, model='ensemble | seed 1'); assert st.metrics().pit_miss.n == res['rows'][0]['pit_miss']['n']
+    assert '[compare] seed 2 of 2' in r.stdout and 'report:' in r.stdout
     # resume: every job is found finished and reused
     arts = sorted((run / 'seed0' / 'artifacts').glob('*.safetensors'))
     assert len(arts) == 7                                                  # binary, 3-class, 1 member, 2 folds, 2 stage 2

@@ -5,7 +5,8 @@ import numpy as np, pandas as pd, pytest
 from cherry_nb.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest
 from cherry_nb.jobs import TrainJob
-from cherry_nb.two_stage import TwoStageConfig, mining_scores, verify_lineage
+from cherry_nb.two_stage import verify_lineage
+from cherry_nb.mining import mining_scores
 from cherry_nb.mining import apply_mining, MiningConfig
 from cherry_nb.models import read_artifact_meta
 
@@ -16,6 +17,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('sim') / 'tiny'
     return render_dataset(root, n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False, pit_as_clean=0.1, seed=3)
 
+@pytest.mark.slow
 def test_workflow_end_to_end(tiny, tmp_path):
     r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tiny), '-p', 'image_size', '32', '-p', 'epochs1', '1',
                         '-p', 'epochs2', '1', '-p', 'batch_size', '16', '--runs-dir', str(tmp_path / 'runs')],
@@ -46,11 +48,12 @@ def test_workflow_end_to_end(tiny, tmp_path):
 def test_failed_run_exits_nonzero(tmp_path):
     r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tmp_path / 'nope'), '--runs-dir', str(tmp_path / 'runs')],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert r.returncode == 1 and 'partial record' in r.stderr
+    assert r.returncode == 1 and 'dataset folder not found' in r.stderr and 'run folder:' in r.stderr
     run = next((tmp_path / 'runs').iterdir())
     assert json.loads((run / 'run.json').read_text())['status'] == 'failed'
     assert 'nope' in (run / 'two_stage.ipynb').read_text()
 
+@pytest.mark.slow
 def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
     """A stage-1 model that fits its training labels (here the smallest timm ResNet, no augmentation, no early
     selection) scores its own mislabelled pits as clean, so in-sample mining misses them; out-of-fold models,
@@ -69,10 +72,10 @@ def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
     run_job(base, run, progress=False)
     found = {}
     for mode in ('in-sample', 'out-of-fold'):
-        cfg = TwoStageConfig(image_size=32, mining_mode=mode, folds=3, seed=0)
-        p, fold = mining_scores(df, cfg, run, base, progress=False)
+        cfg = MiningConfig(mode=mode, folds=3)
+        p, fold = mining_scores(df, cfg, run, base, seed=0, progress=False)
         if mode == 'out-of-fold': assert set(fold[(df.split == 'train').to_numpy()]) == {0, 1, 2}
-        mined = apply_mining(df, np.nan_to_num(p, nan=0.5), cfg.mining(), fold=fold)
+        mined = apply_mining(df, np.nan_to_num(p, nan=0.5), cfg, fold=fold)
         tr = mined[mined.split == 'train']
         flipped_pits = (tr.noise_flipped == 1) & (tr.true_label == 'pit')
         found[mode] = int((flipped_pits & (tr.mined_label == 'maybe')).sum())

@@ -1,0 +1,149 @@
+"""First contact with `cherry-nb`, as a new user meets it: every case runs the console command as a subprocess and
+checks its exit code and message (issue: progress you can see, the real error, parameters checked before anything
+runs, run records that tell the truth, any metadata CSV, honest reports)."""
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+
+import nbformat, pandas as pd, pytest
+from cherry_nb.testing import tiny_sim
+
+EXE = str(Path(sys.executable).parent / 'cherry-nb')
+TINY = ['-p', 'arch', 'test_resnet', '-p', 'image_size', '32', '-p', 'epochs1', '1', '-p', 'epochs2', '1',
+        '-p', 'batch_size', '16']
+
+
+def cli(*args, cwd, timeout=600, **kw):
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, **kw)
+
+
+def wait_for(p, text: str, limit: float = 240) -> str:
+    "Read `p`'s stdout line by line until a line holds `text`; fail if the process ends or `limit` s pass."
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        line = p.stdout.readline()
+        if text in line: return line
+        if not line and p.poll() is not None: raise AssertionError(f"process ended before {text!r}")
+    raise AssertionError(f"no {text!r} within {limit} s")
+
+
+def slow_nb(path: Path, seconds: float = 30) -> Path:
+    "A workflow that prints a line, then works for `seconds`, printing a line a second."
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(f"seconds = {seconds}  # how long to work\nout_dir = ''")
+    p.metadata['tags'] = ['parameters']
+    body = ("import time\nfrom cherry_nb.core import say\nsay('step 1/2: start', prefix='demo')\n"
+            "for i in range(int(seconds)):\n    time.sleep(1); say(f'working {i + 1}', prefix='demo')\n"
+            "say('step 2/2: done', prefix='demo')")
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
+    nbformat.write(nb, str(path)); return path
+
+
+@pytest.mark.parametrize('args,names', [(['-p', 'epochs1', 'abc'], ['epochs1', "'abc'", 'an int']),
+                                        (['-p', 'image_size', '-5'], ['image_size', '-5', '> 0']),
+                                        (['-p', 'epochz', '3'], ['epochz', 'no parameter']),
+                                        (['-p', 'aug', 'strong'], ['aug', 'heavy', 'light']),
+                                        (['-p', 'low', '0.8'], ['low', 'high']),
+                                        (['-p', 'arch', 'convnext_giant_xxl'], ['arch', 'timm model'])])
+def test_bad_parameters_refused_before_anything_runs(tmp_path, args, names):
+    t0 = time.time()
+    r = cli('run', 'two-stage', *args, '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=120)
+    took = time.time() - t0
+    assert r.returncode == 2, r.stderr
+    for n in names: assert n in r.stderr, (n, r.stderr)
+    assert not (tmp_path / 'runs').exists() and not (tmp_path / 'data').exists()   # nothing created, nothing rendered
+    print(f"refused in {took:.1f} s: {r.stderr.strip()}")
+
+
+def test_list_and_help_show_meaning(tmp_path):
+    r = cli('list', cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and 'epochs1 (int, default 15)' in r.stdout and 'stage-1 epochs' in r.stdout
+    assert 'methods (str' in r.stdout                                    # the compare workflow too
+    r = cli('run', '--help', cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and 'two-stage' in r.stdout and 'compare' in r.stdout
+    r = cli('run', 'compare', '--help', cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and 'members (int, default 3)' in r.stdout and 'ensemble size M' in r.stdout
+
+
+def test_real_error_on_failure(tmp_path):
+    r = cli('run', 'two-stage', '-p', 'data', tmp_path / 'nope', '--runs-dir', tmp_path / 'runs', cwd=tmp_path)
+    assert r.returncode == 1
+    assert 'dataset folder not found' in r.stderr and 'in cell' in r.stderr and 'run folder:' in r.stderr
+    run = next((tmp_path / 'runs').iterdir())
+    rec = json.loads((run / 'run.json').read_text())
+    assert rec['status'] == 'failed' and rec['attempts'][0]['error'].startswith('FileNotFoundError: dataset folder')
+    assert 'Traceback' in (run / 'error.txt').read_text() or 'FileNotFoundError' in (run / 'error.txt').read_text()
+    assert oct((run / 'run.json').stat().st_mode & 0o044) == oct(0o044 & ~_umask())   # readable like any file
+
+
+def _umask():
+    m = os.umask(0o022); os.umask(m); return m
+
+
+def test_one_class_folder_fails_in_the_data_step(tmp_path):
+    src = tiny_sim()
+    one = tmp_path / 'one'; shutil.copytree(src, one)
+    for split in ('train', 'val', 'test'): shutil.rmtree(one / split / 'pit')
+    t0 = time.time()
+    r = cli('run', 'two-stage', '-p', 'data', one, *TINY, '--runs-dir', tmp_path / 'runs', cwd=tmp_path)
+    assert r.returncode == 1 and "split 'val' has no 'pit' images" in r.stderr, r.stderr
+    run = next((tmp_path / 'runs').iterdir())
+    assert not (run / 'artifacts').exists()                               # nothing was trained
+    print(f"refused after {time.time() - t0:.0f} s")
+
+
+def test_streamed_progress_and_interrupt_record(tmp_path):
+    "Lines arrive while the run works (piped); SIGTERM records the attempt as interrupted; resume adds an attempt."
+    nb = slow_nb(tmp_path / 'slow.ipynb', 60)
+    p = subprocess.Popen([EXE, 'run', str(nb), '--runs-dir', str(tmp_path / 'runs')], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    first = wait_for(p, '[demo]'); wait_for(p, 'working 2')
+    assert '[demo] step 1/2: start' in first and p.poll() is None        # streamed while running
+    p.send_signal(signal.SIGTERM); out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and 'interrupted' in err, err
+    run = next((tmp_path / 'runs').iterdir())
+    rec = json.loads((run / 'run.json').read_text()); assert rec['status'] == 'interrupted'
+    r = cli('run', nb, '--resume', run, '-p', 'seconds', '1', cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and '[demo] step 2/2: done' in r.stdout
+    rec = json.loads((run / 'run.json').read_text())
+    assert [a['status'] for a in rec['attempts']] == ['interrupted', 'completed']
+    assert rec['started'] == rec['attempts'][0]['started'] and all('command' in a for a in rec['attempts'])
+
+
+def test_killed_run_is_not_left_running(tmp_path):
+    nb = slow_nb(tmp_path / 'slow.ipynb', 60)
+    p = subprocess.Popen([EXE, 'run', str(nb), '--runs-dir', str(tmp_path / 'runs')], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, start_new_session=True)
+    wait_for(p, 'working 1')
+    os.killpg(p.pid, signal.SIGKILL); p.wait(timeout=60)
+    from cherry_nb.runs import read_record
+    run = next((tmp_path / 'runs').iterdir())
+    assert json.loads((run / 'run.json').read_text())['status'] == 'running'    # nobody could write anything ...
+    assert read_record(run)['status'] == 'died'                               # ... and the reader says what happened
+
+
+@pytest.mark.skipif(shutil.which('script') is None, reason='script (util-linux) not installed')
+def test_progress_under_a_pseudo_terminal(tmp_path):
+    nb = slow_nb(tmp_path / 'slow.ipynb', 2)
+    cmd = f"{EXE} run {nb} --runs-dir {tmp_path / 'runs'}"
+    r = subprocess.run(['script', '-qec', cmd, '/dev/null'], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for line in ('[demo] step 1/2: start', '[demo] working 2', '[demo] step 2/2: done', 'run record:'):
+        assert line in r.stdout, (line, r.stdout)
+
+
+@pytest.mark.slow
+def test_metadata_csv_and_degenerate_mining_report(tmp_path):
+    """A truth file with any name is joined with `-p metadata`; a run whose mining moved everything says so
+    instead of a headline (here forced with the band 0 < p(pit) < 1, which every image falls in)."""
+    data = tmp_path / 'data'; shutil.copytree(tiny_sim(), data)
+    (data / 'metadata.csv').rename(data / 'truth.csv')
+    r = cli('run', 'two-stage', '-p', 'data', data, '-p', 'metadata', 'truth.csv', '-p', 'low', '0', '-p', 'high', '1',
+            *TINY, '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '[two-stage] train stage 1' in r.stdout and '[two-stage] mine (in-sample)' in r.stdout
+    assert 'WARNING (degenerate mining)' in r.stdout
+    run = next((tmp_path / 'runs').iterdir())
+    p = pd.read_csv(run / 'predictions.csv'); assert {'true_label', 'label3', 'ambiguous'} <= set(p.columns)
+    rep = (run / 'report.md').read_text()
+    assert 'Warning (degenerate mining)' in rep and 'is **not a result**' in rep and 'accuracy**' not in rep
