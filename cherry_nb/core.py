@@ -70,7 +70,8 @@ class Rate:
     def from_dict(cls, d: dict) -> 'Rate':
         "A `Rate` back from `as_dict` (missing bounds, written as null, become NaN)."
         nan = lambda v: float('nan') if v is None else float(v)
-        return cls(int(d['k']), int(d['n']), nan(d.get('lo')), nan(d.get('hi')), d.get('conf', 0.95), d.get('method', 'wilson'))
+        return cls(int(d['k']), int(d['n']), nan(d.get('lo')), nan(d.get('hi')), d.get('conf', 0.95),
+                   d.get('method', 'wilson'))
 
 def rate(k: int, n: int, conf: float = 0.95, method: str = 'wilson') -> Rate:
     "`k` of `n` as a `Rate` with a `conf` interval by `method` ('wilson' or 'clopper-pearson')."
@@ -160,7 +161,7 @@ def read_json(path):
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
 
-# %% ../nbs/00_core.ipynb #34b1ad7b
+# %% ../nbs/00_core.ipynb #ecad8f6b
 def say(*parts, prefix: str = ''):
     "Print one progress line at once (flushed), optionally prefixed with a job or step name."
     import sys

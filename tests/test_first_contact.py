@@ -84,6 +84,7 @@ def test_one_class_folder_fails_in_the_data_step(tmp_path):
     src = tiny_sim()
     one = tmp_path / 'one'; shutil.copytree(src, one)
     for split in ('train', 'val', 'test'): shutil.rmtree(one / split / 'pit')
+    meta = pd.read_csv(one / 'metadata.csv'); meta[~meta.relpath.str.contains('/pit/')].to_csv(one / 'metadata.csv')
     t0 = time.time()
     r = cli('run', 'two-stage', '-p', 'data', one, *TINY, '--runs-dir', tmp_path / 'runs', cwd=tmp_path)
     assert r.returncode == 1 and "split 'val' has no 'pit' images" in r.stderr, r.stderr
