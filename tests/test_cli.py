@@ -32,13 +32,15 @@ def test_run_record(tmp_path):
 
 def test_unknown_param(tmp_path):
     src = write_nb(tmp_path / 'wf.ipynb')
-    with pytest.raises(ValueError, match="no parameter.*'epochz'"): run_workflow(str(src), {'epochz': 1}, runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="no parameter.*'epochz'"):
+        run_workflow(str(src), {'epochz': 1}, runs_dir=tmp_path)
 
 def test_failed_run_leaves_partial_record(tmp_path):
     src = write_nb(tmp_path / 'bad.ipynb', fail=True)
     with pytest.raises(WorkflowFailed) as ei: run_workflow(str(src), {}, runs_dir=tmp_path / 'runs', stream=False)
     run = ei.value.run_dir
-    rec = json.loads((run / 'run.json').read_text()); assert rec['status'] == 'failed' and 'boom in cell' in rec['error']
+    rec = json.loads((run / 'run.json').read_text())
+    assert rec['status'] == 'failed' and 'boom in cell' in rec['error']
     nb = (run / 'bad.ipynb').read_text(); assert 'boom in cell' in nb and (run / 'metrics.json').exists()
     # resume keeps the failed attempt's notebook beside the new one
     with pytest.raises(WorkflowFailed): run_workflow(str(src), {}, resume=run, stream=False)
@@ -52,7 +54,8 @@ def test_console_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'report:' in r.stdout and json.loads(next((tmp_path / 'r').glob('*/metrics.json')).read_text())['y'] == 70
     bad = write_nb(tmp_path / 'bad.ipynb', fail=True)
-    r = subprocess.run([str(exe), 'run', str(bad), '--runs-dir', str(tmp_path / 'r')], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = subprocess.run([str(exe), 'run', str(bad), '--runs-dir', str(tmp_path / 'r')], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=300)
     assert r.returncode == 1 and 'RuntimeError: boom in cell' in r.stderr and 'run folder:' in r.stderr
     r = subprocess.run([str(exe), 'run', 'no-such-workflow'], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and 'unknown workflow' in r.stderr

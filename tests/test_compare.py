@@ -14,10 +14,12 @@ def test_matched_points():
 
 @pytest.mark.slow
 def test_compare_workflow(tmp_path):
-    data = render_dataset(tmp_path / 'sim', n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False, pit_as_clean=0.1, seed=5)
+    data = render_dataset(tmp_path / 'sim', n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False,
+                          pit_as_clean=0.1, seed=5)
     args = [EXE, 'run', 'compare', '-p', 'data', str(data), '-p', 'arch', 'test_resnet', '-p', 'aug', 'none',
             '-p', 'image_size', '32', '-p', 'epochs', '1', '-p', 'epochs2', '1',
-            '-p', 'batch_size', '16', '-p', 'folds', '2', '-p', 'members', '2', '-p', 'seeds', '2', '--runs-dir', str(tmp_path / 'runs')]
+            '-p', 'batch_size', '16', '-p', 'folds', '2', '-p', 'members', '2', '-p', 'seeds', '2',
+            '--runs-dir', str(tmp_path / 'runs')]
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     run = next((tmp_path / 'runs').iterdir())
@@ -29,19 +31,22 @@ def test_compare_workflow(tmp_path):
             continue
         assert row['pit_miss']['n'] > 0
         assert 0 <= row['review']['rate'] <= 1 and row['train_seconds'] > 0
-    assert {(m['seed'], m['mode']) for m in res['mining']} == {(s, m) for s in (0, 1) for m in ('in-sample', 'out-of-fold')}
+    modes = ('in-sample', 'out-of-fold')
+    assert {(m['seed'], m['mode']) for m in res['mining']} == {(s, m) for s in (0, 1) for m in modes}
     table = pd.read_csv(run / 'comparison.csv'); assert list(table['Method']) == list(METHODS)
     rep = (run / 'report.md').read_text()
     assert '## Recommendation' in rep and 'Review rate vs pit-miss rate' in (run / 'report.html').read_text()
     metrics = json.loads((run / 'metrics.json').read_text()); assert 'recommendation' in metrics
     from cherry_nb.explorer import ExplorerState                         # the explorer opens a comparison run
-    st = ExplorerState(run, model='ensemble | seed 1'); assert st.metrics().pit_miss.n == res['rows'][0]['pit_miss']['n']
+    st = ExplorerState(run, model='ensemble | seed 1')
+    assert st.metrics().pit_miss.n == res['rows'][0]['pit_miss']['n']
     assert '[compare] seed 2 of 2' in r.stdout and 'report:' in r.stdout
     # resume: every job is found finished and reused
     arts = sorted((run / 'seed0' / 'artifacts').glob('*.safetensors'))
-    assert len(arts) == 7                                                  # binary, 3-class, 1 member, 2 folds, 2 stage 2
+    assert len(arts) == 7                                 # binary, 3-class, 1 member, 2 folds, 2 stage 2
     before = {p.name: p.stat().st_mtime_ns for p in arts}
-    r2 = subprocess.run([EXE, 'run', 'compare', '--resume', str(run)], capture_output=True, text=True, cwd=tmp_path, timeout=1200)
+    r2 = subprocess.run([EXE, 'run', 'compare', '--resume', str(run)], capture_output=True, text=True, cwd=tmp_path,
+                        timeout=1200)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in (run / 'seed0' / 'artifacts').glob('*.safetensors')} == before
     assert (run / 'compare.attempt1.ipynb').exists()

@@ -15,29 +15,35 @@ EXE = str(Path(sys.executable).parent / 'cherry-nb')
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('sim') / 'tiny'
-    return render_dataset(root, n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False, pit_as_clean=0.1, seed=3)
+    return render_dataset(root, n_train=64, n_val=40, n_test=40, size=32, workers=1, progress=False, pit_as_clean=0.1,
+                          seed=3)
 
 @pytest.mark.slow
 def test_workflow_end_to_end(tiny, tmp_path):
-    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tiny), '-p', 'image_size', '32', '-p', 'epochs1', '1',
+    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tiny), '-p', 'image_size', '32',
+                        '-p', 'epochs1', '1',
                         '-p', 'epochs2', '1', '-p', 'batch_size', '16', '--runs-dir', str(tmp_path / 'runs')],
                        capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     run = next((tmp_path / 'runs').iterdir())
     assert f"report: {run / 'report.html'}" in r.stdout
-    for f in ('two_stage.ipynb', 'params.json', 'run.json', 'metrics.json', 'report.md', 'report.html', 'predictions.csv',
-              'manifest.csv', 'mined_manifest.csv', 'artifacts/stage1.safetensors', 'artifacts/stage2.json', 'artifacts/deployed.json'):
+    for f in ('two_stage.ipynb', 'params.json', 'run.json', 'metrics.json', 'report.md', 'report.html',
+              'predictions.csv', 'manifest.csv', 'mined_manifest.csv', 'artifacts/stage1.safetensors',
+              'artifacts/stage2.json', 'artifacts/deployed.json'):
         assert (run / f).exists(), f
-    params = json.loads((run / 'params.json').read_text()); assert params['epochs1'] == 1 and params['data'] == str(tiny)
+    params = json.loads((run / 'params.json').read_text())
+    assert params['epochs1'] == 1 and params['data'] == str(tiny)
     m = json.loads((run / 'metrics.json').read_text())
     assert m['n'] == {'train': 64, 'val': 40, 'test': 40} and 0 <= m['stage1_best_val_accuracy'] <= 1
     moved = sum(row["Moved to 'Maybe'"] for row in m['mining_table'])
     mined = pd.read_csv(run / 'mined_manifest.csv')
-    assert moved == int((mined['mined_label'] == 'maybe').sum()) and (mined.loc[mined.split == 'test', 'mined_label'] != 'maybe').all()
+    assert moved == int((mined['mined_label'] == 'maybe').sum())
+    assert (mined.loc[mined.split == 'test', 'mined_label'] != 'maybe').all()
     lin = verify_lineage(run)
     assert read_artifact_meta(run / 'artifacts' / 'deployed')['parent_hash'] == lin['stage2_hash']
     rep = (run / 'report.md').read_text()
-    for s in ('## Executive Summary', '## Mining Statistics', '## Forgetting and Stage-1 Misses', '## Safety Tiers', '## Deployment Recommendation'):
+    for s in ('## Executive Summary', '## Mining Statistics', '## Forgetting and Stage-1 Misses', '## Safety Tiers',
+              '## Deployment Recommendation'):
         assert s in rep
     assert ('DEPLOY TO PRODUCTION' in rep) != ('DO NOT DEPLOY' in rep)
     html = (run / 'report.html').read_text(); assert 'plotly' in html and '<table>' in html
@@ -46,7 +52,8 @@ def test_workflow_end_to_end(tiny, tmp_path):
     with pytest.raises(ValueError, match='mining_manifest_hash'): verify_lineage(run)
 
 def test_failed_run_exits_nonzero(tmp_path):
-    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tmp_path / 'nope'), '--runs-dir', str(tmp_path / 'runs')],
+    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tmp_path / 'nope'),
+                        '--runs-dir', str(tmp_path / 'runs')],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 1 and 'dataset folder not found' in r.stderr and 'run folder:' in r.stderr
     run = next((tmp_path / 'runs').iterdir())
@@ -59,14 +66,16 @@ def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
     selection) scores its own mislabelled pits as clean, so in-sample mining misses them; out-of-fold models,
     which never saw those images, flag them."""
     from cherry_nb.synth import SynthConfig
-    easy = SynthConfig(size=32, fragment_fraction=0.0, pit_absorb=(1.5, 2.5), pit_depth=(0.0, 0.3), p_stem=0, p_bruise=0,
+    easy = SynthConfig(size=32, fragment_fraction=0.0, pit_absorb=(1.5, 2.5), pit_depth=(0.0, 0.3), p_stem=0,
+                       p_bruise=0,
                        p_dark_flesh=0, p_juice=0, p_glint=0, p_cup_edge=0, motion_blur=(0, 1), noise=(0.004, 0.01))
     root = render_dataset(tmp_path / 'noisy', n_train=120, n_val=40, n_test=0, size=32, workers=1, progress=False,
                           pit_as_clean=0.25, seed=11, cfg=easy)
     df = read_image_folder(root, progress=False)
     run = tmp_path / 'run'; save_manifest(df, run / 'manifest.csv')
     base = TrainJob('stage1', 'manifest.csv', arch='test_resnet', image_size=32, aug=None,
-                    train=dict(epochs=30, lr=3e-3, batch_size=32, warmup_epochs=1, label_smoothing=0.0, weight_decay=0.0,
+                    train=dict(epochs=30, lr=3e-3, batch_size=32, warmup_epochs=1, label_smoothing=0.0,
+                               weight_decay=0.0,
                                monitor='train_loss'))
     from cherry_nb.jobs import run_job
     run_job(base, run, progress=False)
