@@ -8,11 +8,15 @@ config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
 licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
-statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
+statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature',
+            '7 - Inactive']
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
-dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# every `<name>_requirements` key of settings.ini is the extra [<name>]; [dev] (the tests) includes all of them
+extras = {k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items()
+          if k.endswith('_requirements') and k != 'requirements'}
+extras['dev'] = sorted({r for reqs in extras.values() for r in reqs})
 min_python = cfg['min_python']
 lic = licenses[cfg['license']]
 console_scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
@@ -38,8 +42,9 @@ setup(
     include_package_data=True,
     package_data={'cherry_nb': ['workflows/*.ipynb']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require=extras,
     python_requires='>=' + min_python,
     zip_safe=False,
-    entry_points={'console_scripts': console_scripts, 'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d']},
+    entry_points={'console_scripts': console_scripts,
+                  'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d']},
 )
