@@ -14,7 +14,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['CLASSES_2', 'CLASSES_3', 'TIERS', 'log', 'class_index', 'set_seed', 'get_device', 'Rate', 'rate', 'sha256_bytes',
            'sha256_file', 'atomic_write', 'to_json', 'jsonable', 'from_jsonable', 'atomic_write_json', 'read_json',
-           'say', 'progress']
+           'say', 'LineBar', 'progress_bar', 'progress']
 
 # %% ../nbs/00_core.ipynb #1d1c0b68
 CLASSES_2 = ('clean', 'pit')            # binary models: clean=0, pit=1
@@ -161,26 +161,42 @@ def read_json(path):
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
 
-# %% ../nbs/00_core.ipynb #ecad8f6b
+# %% ../nbs/00_core.ipynb #1d040656
 def say(*parts, prefix: str = ''):
     "Print one progress line at once (flushed), optionally prefixed with a job or step name."
     import sys
     print((f"[{prefix}] " if prefix else '') + ' '.join(str(p) for p in parts), flush=True, file=sys.stdout)
 
-def _line_progress(it, total, desc, every):
-    import time
-    t0 = last = time.time(); i = 0
-    for i, x in enumerate(it, 1):
-        yield x
-        now = time.time()
-        if now - last >= every or (total and i == total):
-            last = now
-            say(f"{desc}: {i}/{total} ({100 * i / total:.0f}%)" if total else f"{desc}: {i}", f"[{now - t0:.0f} s]")
+class LineBar:
+    "A progress display as plain lines (tqdm's `update`/`close` API): one line at most every `every` s, and at the end."
+    def __init__(self, total: int | None = None, desc: str = '', every: float = 5.0):
+        import time
+        self.total, self.desc, self.every, self.n, self._time = total, desc, every, 0, time.time
+        self.t0 = self.last = self._time()
+    def _line(self):
+        done = f"{self.n}/{self.total} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n}"
+        say(f"{self.desc}: {done}", f"[{self._time() - self.t0:.0f} s]")
+    def update(self, n: int = 1):
+        self.n += n; now = self._time()
+        if now - self.last >= self.every and self.n != self.total: self.last = now; self._line()
+    def close(self):
+        "The final line, for work that took a while (quick work stays quiet)."
+        if self.n and (self.last > self.t0 or self._time() - self.t0 >= 1.0): self._line()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+def progress_bar(total: int | None = None, desc: str = '', enabled: bool = True, every: float = 5.0, **tqdm_kw):
+    "A progress bar with tqdm's `update`/`close`: tqdm when interactive, `LineBar` under `cherry-nb run`."
+    if enabled and os.environ.get('CHERRY_NB_PROGRESS') == 'lines': return LineBar(total, desc, every)
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, **tqdm_kw)
+
+def _with_bar(it, bar):
+    with bar:
+        for x in it: yield x; bar.update()
 
 def progress(it, total: int | None = None, desc: str = '', enabled: bool = True, every: float = 5.0, **tqdm_kw):
-    "`it` with a progress display: tqdm when interactive, a line every `every` seconds under `cherry-nb run`."
+    "`it` with a progress display (see `progress_bar`)."
     if not enabled: return it
     total = total if total is not None else (len(it) if hasattr(it, '__len__') else None)
-    if os.environ.get('CHERRY_NB_PROGRESS') == 'lines': return _line_progress(it, total, desc, every)
-    from tqdm.auto import tqdm
-    return tqdm(it, total=total, desc=desc, **tqdm_kw)
+    return _with_bar(it, progress_bar(total, desc, True, every, **tqdm_kw))

@@ -14,7 +14,6 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from ..core import *
 
@@ -139,9 +138,9 @@ def load_image(src,                      # path, or the file's bytes
 
 # %% ../../nbs/01a_data.images.ipynb #1b912ff6
 def _pmap(fn, items, workers: int = 2, desc: str | None = None, progress: bool = True) -> list:
-    "`[fn(x) for x in items]` in order, on `workers` threads, with a tqdm bar."
+    "`[fn(x) for x in items]` in order, on `workers` threads, with a progress bar (`core.progress_bar`)."
     items = list(items)
-    with tqdm(total=len(items), desc=desc, disable=not progress or not items) as bar:
+    with progress_bar(len(items), desc or '', progress and bool(items)) as bar:
         if workers <= 1 or len(items) < 8:
             out = []
             for x in items: out.append(fn(x)); bar.update()
