@@ -1,7 +1,8 @@
 """Images per second of the batched field simulator (kornia, on the training device) vs the usual per-image
 torchvision v2 pipeline in a DataLoader (RandomAffine, ColorJitter, GaussianBlur per image, num_workers=2).
 
-    python benchmarks/bench_augment.py [--n 1280] [--size 128] [--batch 64] [--device auto] [--preset heavy] [--threads N]
+    python benchmarks/bench_augment.py [--n 1280] [--size 128] [--batch 64] [--device auto] [--preset heavy] \\
+                                       [--threads N]
 
 Both sides start from the same uint8 images held in memory (as data.CachedImageDataset keeps them) and end with a
 normalised float32 batch on the device. After a warm-up pass of each (worker start-up excluded) the two are timed
@@ -30,7 +31,8 @@ class PerImage(Dataset):
     def __init__(self, images, cfg):
         self.images = images
         self.tf = v2.Compose([
-            v2.RandomApply([v2.RandomAffine(cfg.degrees, translate=cfg.translate, scale=cfg.scale, shear=cfg.shear)], p=cfg.affine_p),
+            v2.RandomApply([v2.RandomAffine(cfg.degrees, translate=cfg.translate, scale=cfg.scale, shear=cfg.shear)],
+                           p=cfg.affine_p),
             v2.RandomApply([v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)], p=cfg.color_p),
             v2.RandomApply([v2.GaussianBlur(cfg.blur_kernel, cfg.blur_sigma)], p=cfg.blur_p),
             v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
@@ -51,7 +53,8 @@ def main(n=1280, size=128, batch=64, device='auto', preset='heavy', workers=2, r
     aug = FieldSimulator(preset).to(dev)
     def batched():
         for i in range(0, n, batch): aug(images[i:i + batch].to(dev, non_blocking=True))
-    dl = DataLoader(PerImage(images, aug_config(preset)), batch_size=batch, num_workers=workers, persistent_workers=workers > 0)
+    dl = DataLoader(PerImage(images, aug_config(preset)), batch_size=batch, num_workers=workers,
+                    persistent_workers=workers > 0)
     def per_image():
         for xb in dl: xb.to(dev, non_blocking=True)
     load0 = os.getloadavg()[0]

@@ -17,12 +17,16 @@ def main():
     ap.add_argument('--n', type=int, default=512); ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--device', default='auto')
     a = ap.parse_args(); set_seed(0); dev = get_device(a.device)
-    ds = TensorDataset(torch.randint(0, 256, (a.n, 3, a.size, a.size), dtype=torch.uint8), torch.zeros(a.n, dtype=torch.long))
+    ds = TensorDataset(torch.randint(0, 256, (a.n, 3, a.size, a.size), dtype=torch.uint8),
+                       torch.zeros(a.n, dtype=torch.long))
     model = create_model(a.arch)
     predict(model, TensorDataset(*ds[:a.batch]), device=dev, progress=False)          # warm-up
     for tta in (False, True):
-        t = time.perf_counter(); predict(model, ds, device=dev, batch_size=a.batch, tta=tta, progress=False); dt = time.perf_counter() - t
-        print(f"RESULT predict {a.arch} {a.size}px n={a.n} tta={tta} on {dev}: {a.n / dt:.0f} images/s ({dt:.2f} s, {torch.get_num_threads()} threads)")
+        t = time.perf_counter()
+        predict(model, ds, device=dev, batch_size=a.batch, tta=tta, progress=False)
+        dt = time.perf_counter() - t
+        print(f"RESULT predict {a.arch} {a.size}px n={a.n} tta={tta} on {dev}: {a.n / dt:.0f} images/s "
+              f"({dt:.2f} s, {torch.get_num_threads()} threads)")
     with tempfile.TemporaryDirectory() as d:
         for arch in ('convnextv2_atto', 'convnextv2_tiny'):
             p = save_artifact(create_model(arch), Path(d) / arch)

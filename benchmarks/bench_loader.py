@@ -28,13 +28,15 @@ def write_images(root: Path, n: int, px: int):
         im = Image.fromarray(bg); d = ImageDraw.Draw(im)
         c, rad = px / 2 + r.uniform(-8, 8, 2), px * r.uniform(.3, .4)
         d.ellipse([c[0] - rad, c[1] - rad, c[0] + rad, c[1] + rad], fill=(int(r.integers(140, 210)), 20, 30))
-        if label == 'pit': d.ellipse([c[0] - rad / 3, c[1] - rad / 4, c[0] + rad / 3, c[1] + rad / 4], fill=(70, 30, 20))
+        if label == 'pit':
+            d.ellipse([c[0] - rad / 3, c[1] - rad / 4, c[0] + rad / 3, c[1] + rad / 4], fill=(70, 30, 20))
         (root / label).mkdir(parents=True, exist_ok=True); im.save(root / label / f'{i:04d}.png')
 
 
 class DiskDataset(Dataset):
     "The usual way: open, convert and resize one file per item, every epoch."
-    def __init__(self, df, size): self.paths, self.labels, self.size = list(df.path), [class_index(l) for l in df.label], size
+    def __init__(self, df, size):
+        self.paths, self.labels, self.size = list(df.path), [class_index(l) for l in df.label], size
     def __len__(self): return len(self.paths)
     def __getitem__(self, i):
         with Image.open(self.paths[i]) as im:

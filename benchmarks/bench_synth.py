@@ -21,4 +21,5 @@ if __name__ == '__main__':
         mb = sum(p.stat().st_size for p in root.rglob('*') if p.is_file()) / 2**20
     n = len(df)
     print(f"synth {a.preset}: {n} images at {a.size} px with {a.workers} workers in {dt:.1f} s "
-          f"({n / dt:.0f} img/s, {mb:.0f} MiB; ambiguous {df.ambiguous.mean():.1%}; goal < 60 s: {'OK' if dt < 60 else 'MISSED'})")
+          f"({n / dt:.0f} img/s, {mb:.0f} MiB; ambiguous {df.ambiguous.mean():.1%}; "
+          f"goal < 60 s: {'OK' if dt < 60 else 'MISSED'})")

@@ -22,7 +22,8 @@ from cherry_nb.train import Callback, TrainConfig, fit
 
 def make_data(n, size, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8), torch.randint(0, 2, (n,), generator=g)
+    return (torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
+            torch.randint(0, 2, (n,), generator=g))
 
 
 def model(seed=0):

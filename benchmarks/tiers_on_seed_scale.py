@@ -28,8 +28,11 @@ for split in ('val', 'test'):
 ts = TemperatureScaler.fit(pv.logits, pv.labels)
 sv, st = ts.probs(pv.logits)[:, 1], ts.probs(pt.logits)[:, 1]
 yv, yt = pit_truth(dv), pit_truth(dt)
-print(f"model {run.name}/stage1; calibration: {len(dv)} val cherries ({yv.sum()} pits), T = {ts.temperature:.3f}; test: {len(dt)} ({yt.sum()} pits)")
+print(f"model {run.name}/stage1; calibration: {len(dv)} val cherries ({yv.sum()} pits), T = {ts.temperature:.3f}; "
+      f"test: {len(dt)} ({yt.sum()} pits)")
 for name, pol in (('enhanced 2-class (0.65 / 0.85)', enhanced_two_class()),
-                  (f'guaranteed (alpha={alpha:g}, delta={delta:g}, beta={beta:g})', guaranteed_tiers(sv, yv, alpha, delta, beta).policy)):
+                  (f'guaranteed (alpha={alpha:g}, delta={delta:g}, beta={beta:g})',
+                   guaranteed_tiers(sv, yv, alpha, delta, beta).policy)):
     m = evaluate_policy(pol, st, yt)
-    print(f"{name}: thresholds {pol.to_dict().get('review')}/{pol.to_dict().get('reject')}\n  pit-miss {m.pit_miss}\n  review {m.review}\n  false-reject {m.false_reject}")
+    print(f"{name}: thresholds {pol.to_dict().get('review')}/{pol.to_dict().get('reject')}\n  pit-miss {m.pit_miss}\n"
+          f"  review {m.review}\n  false-reject {m.false_reject}")

@@ -26,7 +26,8 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
         out = ''.join(''.join(o.get('text', '')) if o.get('output_type') == 'stream'
                       else ''.join(o.get('data', {}).get('text/plain', '')) for o in c.get('outputs', []))
         if out.strip(): parts.append('    ' + out.strip().replace('\n', '\n    '))
-    return "<!-- generated from nbs/index.ipynb by tests/make_readme.py: edit the notebook, not this file -->\n\n" + '\n\n'.join(parts) + '\n'
+    return ("<!-- generated from nbs/index.ipynb by tests/make_readme.py: edit the notebook, not this file -->\n\n"
+            + '\n\n'.join(parts) + '\n')
 
 if __name__ == '__main__':
     text = render(); dest = ROOT/'README.md'

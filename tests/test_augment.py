@@ -70,7 +70,8 @@ def test_eval_transform_deterministic_and_only_normalises():
     r = EvalTransform(size=24)(X)
     assert r.shape == (8, 3, 24, 24)
     # the resize is Pillow's antialiased bilinear resize
-    pil = torch.stack([torch.from_numpy(np.array(Image.fromarray(x.permute(1, 2, 0).numpy()).resize((24, 24), Image.BILINEAR)))
+    pil = torch.stack([torch.from_numpy(np.array(Image.fromarray(x.permute(1, 2, 0).numpy())
+                                                 .resize((24, 24), Image.BILINEAR)))
                        .permute(2, 0, 1) for x in X])
     assert (denormalise(r).int() - pil.int()).abs().max() <= 2
     assert torch.equal(EvalTransform(size=48)(X), EvalTransform()(X))   # same size: no resampling
@@ -118,7 +119,8 @@ def test_model_norm_from_timm_models():
     assert mean == tuple(m.pretrained_cfg['mean']) == IMAGENET_MEAN and std == tuple(m.pretrained_cfg['std'])
     assert size == (3, 224, 224)
     m5 = timm.create_model('convnextv2_atto', pretrained=False,
-                           pretrained_cfg_overlay=dict(mean=(.5, .5, .5), std=(.25, .25, .25), input_size=(3, 160, 160)))
+                           pretrained_cfg_overlay=dict(mean=(.5, .5, .5), std=(.25, .25, .25),
+                                                       input_size=(3, 160, 160)))
     assert model_norm(m5) == ((.5, .5, .5), (.25, .25, .25), (3, 160, 160))
     assert model_norm(torch.nn.Sequential(torch.nn.Linear(2, 2))) == (IMAGENET_MEAN, IMAGENET_STD, (3, 224, 224))
     assert model_norm(dict(mean=(.1, .2, .3), std=(.4, .5, .6), input_size=(3, 64, 64)))[2] == (3, 64, 64)

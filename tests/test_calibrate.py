@@ -46,7 +46,8 @@ def test_single_logit_column_matches_two_logits_and_torch():
     assert abs(t1.temperature - t2.temperature) < 1e-5 and abs(t1b.temperature - t1.temperature) < 1e-9
     assert np.allclose(t1.probs(d), t2.probs(z2)[:, 1]) and t1.probs(d).shape == (3000,)
     # independent check of the objective with torch's BCE on float64
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(d / t1.temperature), torch.tensor(y, dtype=torch.float64))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(d / t1.temperature),
+                                                               torch.tensor(y, dtype=torch.float64))
     assert abs(float(bce) - t1.nll_after) < 1e-10
 
 
@@ -117,7 +118,8 @@ def test_temperature_scaling_reduces_ece_and_diagram():
     e0, e1 = ece(before, y[4000:]), ece(after, y[4000:])
     assert e0 > 0.08 and e1 < 0.02 and abs(e1 - _tm_multi(after, y[4000:])) < 1e-6
     b = calibration_bins(after[:, 1], y[4000:])
-    assert b['count'].sum() == 4000 and np.all(np.diff(b.lo) > 0) and abs((b.gap.abs() * b.weight).sum() - ece(after[:, 1], y[4000:])) < 1e-12
+    assert b['count'].sum() == 4000 and np.all(np.diff(b.lo) > 0)
+    assert abs((b.gap.abs() * b.weight).sum() - ece(after[:, 1], y[4000:])) < 1e-12
     fig = reliability_diagram(before, y[4000:], probs_after=after)
     assert [tr.type for tr in fig.data] == ['bar', 'bar', 'scatter']
     assert f"{e0:.4f}" in fig.layout.title.text and f"{e1:.4f}" in fig.layout.title.text

@@ -61,9 +61,11 @@ def test_load_from_run_folder_csv_and_dataframe(run):
     assert len(a) == len(df) == 1600 and a.attrs['source'] == str(root / 'predictions.csv') == b.attrs['source']
     assert c.attrs['source'] == 'predictions DataFrame'
     pd.testing.assert_frame_equal(a[list(PREDICTION_COLUMNS)], c[list(PREDICTION_COLUMNS)], check_dtype=False)
-    assert a.y_pit.dtype == np.int64 and a.p_clean[a.model == 'binary'].isna().all() and a.p_maybe[a.model == 'stage2'].notna().all()
+    assert a.y_pit.dtype == np.int64 and a.p_clean[a.model == 'binary'].isna().all()
+    assert a.p_maybe[a.model == 'stage2'].notna().all()
     st = ExplorerState(root)
-    assert (st.models, st.splits(), st.eval_split, st.cal_split) == (['binary', 'stage2'], ['val', 'test'], 'test', 'val')
+    assert (st.models, st.splits(), st.eval_split, st.cal_split) == (['binary', 'stage2'], ['val', 'test'],
+                                                                     'test', 'val')
     assert st.root == root and len(st.eval_rows) == 400 and st.eval_rows.relpath.is_monotonic_increasing
 
 
@@ -77,10 +79,12 @@ def test_load_errors_name_the_file_and_the_problem(run, tmp_path):
         read_predictions(tmp_path)
     assert str(f) in str(e.value) and 'found [' in str(e.value)
     df.assign(p_pit=df.p_pit.where(df.index != 5, 1.5)).to_csv(f, index=False)
-    with pytest.raises(ValueError, match=rf"{f}: column p_pit must hold probabilities in \[0, 1\]; 1 rows do not \(e.g. '{df.relpath[5]}'\)"):
+    with pytest.raises(ValueError, match=rf"{f}: column p_pit must hold probabilities in \[0, 1\]; "
+                                         rf"1 rows do not \(e.g. '{df.relpath[5]}'\)"):
         read_predictions(tmp_path)
     with pytest.raises(ValueError, match='p_pit must hold probabilities'): read_predictions(df.assign(p_pit=np.nan))
-    with pytest.raises(ValueError, match='column y_pit must be 0 or 1; 1600 rows'): read_predictions(df.assign(y_pit='pit'))
+    with pytest.raises(ValueError, match='column y_pit must be 0 or 1; 1600 rows'):
+        read_predictions(df.assign(y_pit='pit'))
     with pytest.raises(ValueError, match='duplicate'): read_predictions(pd.concat([df, df.head(2)]))
     with pytest.raises(ValueError, match='no rows'): read_predictions(df.head(0))
 
@@ -113,7 +117,7 @@ def test_thresholds_are_clamped_and_checked(run):
     with pytest.raises(ValueError, match="has no split 'train'"): st.update(eval_split='train')
     with pytest.raises(ValueError, match='alpha must lie strictly between 0 and 1'): st.update(alpha=0)
     with pytest.raises(ValueError, match="mode must be one of"): st.update(model='stage2', mode='nope')
-    assert (st.model, st.review, st.reject, st.alpha) == ('binary', 0.6, 0.6, 0.01)   # a rejected update changes nothing
+    assert (st.model, st.review, st.reject, st.alpha) == ('binary', 0.6, 0.6, 0.01)  # a rejected update changes nothing
 
 
 # ---------------------------------------------------------------- guaranteed and argmax modes
@@ -128,7 +132,8 @@ def test_guaranteed_mode_equals_guaranteed_tiers(run, alpha, delta, beta):
     html = st.table_html()
     assert f"certified on 'val' ({g.n_pits} pits, {g.n_clean} clean)" in html and f"{g.accept_threshold:.3f}" in html
     if beta is None: assert st.metrics().counts['review'] == 0 and 'no review tier' in html
-    assert 'do not test the guarantee' not in html and 'do not test the guarantee' in st.update(cal_split='test').table_html()
+    assert 'do not test the guarantee' not in html
+    assert 'do not test the guarantee' in st.update(cal_split='test').table_html()
 
 
 def test_insufficient_calibration_shows_its_message(run):
@@ -189,7 +194,8 @@ def test_gallery_picks_per_tier(run, tmp_path):
     assert html.count("<figure class='cherry-thumb") == 9 and html.count('data:image/png;base64,') == 7
     assert f"missing<br>{lowest.split('/')[-1]}" in html and f"unreadable<br>{highest.split('/')[-1]}" in html
     assert "data-tier='review'><b>review</b>: " + str(st.metrics().counts['review']) in html
-    n_wrong = sum(((g.tier == 'accept') & (g.y_pit == 1) | (g.tier == 'reject') & (g.y_pit == 0)).sum() for g in pk.values())
+    n_wrong = sum(((g.tier == 'accept') & (g.y_pit == 1) | (g.tier == 'reject') & (g.y_pit == 0)).sum()
+                  for g in pk.values())
     assert html.count('cherry-thumb cherry-wrong') == n_wrong
     big = st.gallery(1000)
     assert sum(map(len, big.values())) == 400                                # small tiers: every cherry once
