@@ -193,6 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--size', type=int, default=None); s.add_argument('--overwrite', action='store_true')
     j = sub.add_parser('job', help='run one training job spec (JSON from jobs.write_job) in a run folder')
     j.add_argument('spec'); j.add_argument('run_dir'); j.add_argument('--cache-dir', default=None)
+    m = sub.add_parser('mlflow', help="log a run folder to MLflow (needs pip install 'cherry_nb[mlflow]')")
+    m.add_argument('run_dir', help='a run folder (runs/<date>-<name>/)')
+    m.add_argument('--uri', default='file:./mlruns', help='MLflow tracking URI (default: %(default)s)')
+    m.add_argument('--experiment', default=None, help='MLflow experiment (default: cherry_nb-<workflow>)')
     return ap
 
 # %% ../nbs/15_cli.ipynb #3549edcd
@@ -215,6 +219,9 @@ def _cmd_other(a) -> int:
     if a.cmd == 'list':
         for w in list_workflows(): print(f"{w}\n{params_help(w, '    ')}")
         return 0
+    if a.cmd == 'mlflow':
+        from cherry_nb.tracking import mlflow_command
+        return mlflow_command(a.run_dir, a.uri, a.experiment)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 
