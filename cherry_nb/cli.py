@@ -149,13 +149,21 @@ def run_workflow(name: str, params: dict | None = None, runs_dir='runs', run_nam
     except BaseException as e:
         stop = isinstance(e, KeyboardInterrupt)
         summary, tb = describe_failure(e)
-        end_attempt(run, 'interrupted' if stop else 'failed', time.time() - t0, summary, tb)
+        end_attempt(run, 'interrupted' if stop else 'failed', time.time() - t0, summary, tb); _to_mlflow(run, params)
         raise WorkflowFailed(f"workflow {name!r} {'was interrupted' if stop else 'failed'}: {summary}\n"
                              f"  run folder: {run.root} (traceback: {run.root / run.ERROR})", run.root, stop) from e
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)
-    end_attempt(run, 'completed', time.time() - t0)
+    end_attempt(run, 'completed', time.time() - t0); _to_mlflow(run, params)
     return run.root
+
+def _to_mlflow(run, params: dict):
+    "Show the closed run record in MLflow when the run asked for it (`mlflow_uri`); a failure to log is only said."
+    if not params.get('mlflow_uri'): return
+    try:
+        from cherry_nb.tracking import log_run
+        log_run(run, params['mlflow_uri'])
+    except Exception as e: say(f"could not log the run to MLflow: {type(e).__name__}: {e}", prefix='cherry-nb')
 
 def threading_main() -> bool:
     "Whether this is the main thread (only it may install signal handlers)."
