@@ -73,6 +73,7 @@ def test_install_and_badge_come_from_settings():
     badge = (f"https://colab.research.google.com/github/{s['user']}/{s['repo']}/blob/{s['branch']}/"
              f"{NB.relative_to(ROOT).as_posix()}")
     assert f'({badge})' in title and 'colab-badge.svg' in title
+    assert f'({badge})' in (ROOT / 'README.md').read_text(), 'the README links the tutorial'
     nb = nbformat.read(str(NB), as_version=4)
     assert nb.metadata.get('accelerator') == 'GPU', 'Colab opens the notebook on a GPU runtime'
     assert set(s['allowed_metadata_keys'].split()) >= {'accelerator', 'colab'}, 'nbdev_clean keeps that metadata'
