@@ -41,6 +41,11 @@ python tests/make_readme.py --check
 step "nbdev_test (every notebook cell runs as a test)"
 nbdev_test --n_workers 2 --timing
 
+# settings.ini has recursive = False, so the step above reads nbs/*.ipynb only: the tutorials get a step of their own
+# (recursive = True would also run nbs/workflows/, whose notebooks train full models at their default parameters)
+step "nbdev_test on the tutorials (nbs/tutorials/; cells flagged cuda are skipped)"
+nbdev_test --path nbs/tutorials --timing
+
 step "pytest against the installed package"
 if [ $FAST = 1 ]; then
   python -m pytest -q -p no:cacheprovider -m "not slow" --durations=15 tests ${ARGS[@]+"${ARGS[@]}"}
