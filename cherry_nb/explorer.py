@@ -314,10 +314,12 @@ def gallery_html(self: ExplorerState, n: int = 4, size: int = 96) -> str:
 
 # %% ../nbs/13_explorer.ipynb #f1f3d716
 def plotly_output(fig) -> dict:
-    "A Jupyter display_data output holding the figure as plotly JSON (rendered by the jupyterlab-plotly extension)."
+    "A display_data output: plotly JSON (JupyterLab, Voila) and HTML loading plotly.js from its CDN (Colab)."
+    import plotly.io as pio
     title = fig.layout.title.text or 'plotly figure'
     return dict(output_type='display_data', metadata={},
                 data={'application/vnd.plotly.v1+json': json.loads(fig.to_json()),
+                      'text/html': pio.to_html(fig, full_html=False, include_plotlyjs='cdn'),
                       'text/plain': f"<plotly figure: {title}>"})
 
 class Explorer:
