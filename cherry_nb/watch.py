@@ -133,7 +133,7 @@ class Watch:
     "A label-free, anytime-valid alarm when incoming pit scores stop being exchangeable with the reference scores."
     def __init__(self, reference,                     # reference scores [n]: the calibration split's pit scores
                  level: float = 0.01,                 # false-alarm probability over an unbounded stream
-                 bins: int = 10,                      # groups of reference ranks that the bets are placed on
+                 bins: int = 5,                       # groups of reference ranks that the bets are placed on
                  betting: str = 'histogram',          # 'histogram' (any change of shape) or 'jumper' (a drift)
                  method: str = 'exchangeable',        # null law: 'exchangeable' (exact) or 'conditional' (given ref)
                  concentrations=(1, 4, 16, 64),       # histogram bettors' prior strengths, in units of `bins`
