@@ -162,6 +162,7 @@ class Watch:
         self.alarm_at: int | None = None
         self._rng = np.random.default_rng([self.seed, 2])
         self._path, self._ranks = [np.zeros(0)], [np.zeros(0, np.int64)]
+        self._last = self._max = 0.0                  # log10 martingale now and at most (the path need not be joined)
 
     @classmethod
     def from_scores(cls, scores, **kwargs) -> Watch:
@@ -176,15 +177,14 @@ class Watch:
     @property
     def path(self) -> np.ndarray:
         "log10 of the test martingale after each cherry."
-        return np.concatenate(self._path)
+        if len(self._path) > 1: self._path, self._ranks = [np.concatenate(self._path)], [np.concatenate(self._ranks)]
+        return self._path[0]
     @property
     def threshold(self) -> float: return self.log_threshold / math.log(10)
     def settings(self) -> dict: return {k: getattr(self, k) for k in _SETTINGS}
     def state(self) -> dict:
         "Where the watch stands: cherries seen, log10 martingale now and at most, the alarm."
-        p = self.path
-        return dict(t=self.t, log10_martingale=float(p[-1]) if len(p) else 0.0,
-                    max_log10_martingale=float(p.max()) if len(p) else 0.0, threshold=self.threshold,
+        return dict(t=self.t, log10_martingale=self._last, max_log10_martingale=self._max, threshold=self.threshold,
                     alarm=self.alarm, alarm_at=self.alarm_at)
 
 # %% ../nbs/17_watch.ipynb #w0000019
@@ -209,6 +209,7 @@ def update(self: Watch, scores) -> dict:
     if self.alarm_at is None and (hit := np.flatnonzero(logm >= self.log_threshold)).size:
         self.alarm_at = t0 + int(hit[0]) + 1
     self._path.append(logm / math.log(10)); self._ranks.append(r)
+    self._last, self._max = float(self._path[-1][-1]), max(self._max, float(self._path[-1].max()))
     return self.state()
 
 # %% ../nbs/17_watch.ipynb #w0000022
@@ -220,7 +221,7 @@ def frame(self: Watch, times=None) -> pd.DataFrame:
     if times is not None:
         if len(times) != len(p): raise ValueError(f"times has {len(times)} entries for {len(p)} cherries")
         df['time'] = list(times)
-    df['reference_quantile'] = np.concatenate(self._ranks) / self.ref.n
+    df['reference_quantile'] = self._ranks[0] / self.ref.n         # joined by `path` above
     df['log10_martingale'] = p
     df['alarm'] = df.cherry >= (self.alarm_at or len(p) + 1)
     return df
@@ -248,8 +249,7 @@ def to_dict(self: Watch) -> dict:
     "Everything needed to resume the watch (JSON-able): settings, reference, counts, capitals, generator, path."
     return dict(kind='cherry_nb.watch', version=1, settings=self.settings(), reference=self.ref.scores.tolist(),
                 counts=self.counts.tolist(), log_parts=self.log_parts.tolist(), alarm_at=self.alarm_at,
-                rng=self._rng.bit_generator.state, path=self.path.tolist(),
-                ranks=np.concatenate(self._ranks).tolist())
+                rng=self._rng.bit_generator.state, path=self.path.tolist(), ranks=self._ranks[0].tolist())
 
 @patch(cls_method=True)
 def from_dict(cls: Watch, d: dict) -> Watch:
@@ -263,6 +263,7 @@ def from_dict(cls: Watch, d: dict) -> Watch:
     w.alarm_at = d['alarm_at']; w._rng.bit_generator.state = d['rng']
     w._path, w._ranks = [np.asarray(d['path'], np.float64)], [np.asarray(d['ranks'], np.int64)]
     if len(w._path[0]) != w.t: raise ValueError(f"saved watch: path has {len(w._path[0])} cherries, counts {w.t}")
+    if w.t: w._last, w._max = float(w._path[0][-1]), float(w._path[0].max())
     return w
 
 # %% ../nbs/17_watch.ipynb #w0000028
