@@ -1,6 +1,6 @@
 """Training jobs: planning, failures, exact resume, and the Ray backend (a local Ray, and a real two-node cluster
 started with `ray start` on this machine's loopback address; a worker process killed in the middle of a job)."""
-import os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import contextlib, os, re, secrets, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,34 +138,64 @@ def _stop_processes(mark: str):
     for p in procs.values():
         try: p.terminate()
         except psutil.NoSuchProcess: pass
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=10)
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=5)
     for p in alive:
         try: p.kill()
         except psutil.NoSuchProcess: pass
 
 
+def _start_node(args: list, temp_dir: Path, env: dict, tries: int = 3):
+    "`ray start` a node; on a busy machine its raylet can miss Ray's fixed 30 s start-up window: clean up, retry."
+    ray_cli = str(Path(sys.executable).parent / 'ray')
+    common = ['--node-ip-address', '127.0.0.1', '--num-cpus', '1', '--num-gpus', '0', '--disable-usage-stats']
+    for attempt in range(tries):
+        tmp = temp_dir / f'try{attempt}'
+        r = subprocess.run([ray_cli, 'start', *args, '--temp-dir', str(tmp), *common, *_node_ports()], env=env,
+                           capture_output=True, text=True, timeout=240)
+        if r.returncode == 0: return
+        _stop_processes(str(tmp))
+    raise AssertionError(f"ray start {' '.join(args)} failed {tries} times:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+
+
+def _reset_ray_auth():
+    "Make Ray re-read RAY_AUTH_* (it caches them; Ray versions without token authentication have nothing to reset)."
+    try: from ray._private.authentication_test_utils import reset_auth_token_state
+    except ImportError: return
+    reset_auth_token_state()
+
+
+@contextlib.contextmanager
+def _token_auth(token: str):
+    "Token authentication (Ray >= 2.5x) with `token` in this process and the nodes it starts; restored after."
+    keys = ('RAY_AUTH_MODE', 'RAY_AUTH_TOKEN', 'RAY_AUTH_TOKEN_PATH')
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(RAY_AUTH_MODE='token', RAY_AUTH_TOKEN=token); os.environ.pop('RAY_AUTH_TOKEN_PATH', None)
+    _reset_ray_auth()
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+        _reset_ray_auth()
+
+
 @pytest.fixture(scope='module')
 def cluster():
-    "A real Ray cluster on this machine: a head (1 CPU) and a second node (1 CPU), stopped at the end."
-    ray_cli = str(Path(sys.executable).parent / 'ray')
+    "A real Ray cluster on this machine (a head and a second node, 1 CPU each, token-protected), stopped at the end."
+    pytest.importorskip('ray')
     tmp = Path(tempfile.mkdtemp(prefix='rt', dir='/tmp'))    # short: Ray's socket paths must stay under 108 bytes
-    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
-    env.pop('RAY_ADDRESS', None)
     port = _free_port(); address = f'127.0.0.1:{port}'
-    common = ['--node-ip-address', '127.0.0.1', '--num-cpus', '1', '--num-gpus', '0', '--disable-usage-stats']
-    head = ['--head', '--port', str(port), '--include-dashboard', 'false', '--dashboard-host', '127.0.0.1',
-            '--dashboard-port', str(_free_port()), '--ray-client-server-port', str(_free_port()),
-            '--temp-dir', str(tmp / 'head'), '--resources', '{"head_node": 1}']
-    second = ['--address', address, '--temp-dir', str(tmp / 'node2'), '--resources', '{"second_node": 1}']
-    try:
-        for args in (head, second):
-            r = subprocess.run([ray_cli, 'start', *args, *common, *_node_ports()], env=env, capture_output=True,
-                               text=True, timeout=240)
-            assert r.returncode == 0, f"ray start {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_token_auth(secrets.token_hex(32)))
+        env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
+        env.pop('RAY_ADDRESS', None)
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        stack.callback(_stop_processes, str(tmp))
+        _start_node(['--head', '--port', str(port), '--include-dashboard', 'false', '--dashboard-host', '127.0.0.1',
+                     '--dashboard-port', str(_free_port()), '--ray-client-server-port', str(_free_port()),
+                     '--resources', '{"head_node": 1}'], tmp / 'head', env)
+        _start_node(['--address', address, '--resources', '{"second_node": 1}'], tmp / 'node2', env)
         yield address
-    finally:
-        _stop_processes(str(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.slow
