@@ -25,7 +25,7 @@ GPU part (`--gpu`, needs CUDA): jobs/hour on one GPU for convnextv2_atto and con
                                     [--gpu-speedup 100]
     python benchmarks/bench_jobs.py --gpu [--gpu-jobs 4] [--gpu-epochs 3] [--gpu-n-train 2048]
 """
-import argparse, heapq, os, re, tempfile, time
+import argparse, heapq, os, re, shutil, tempfile, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,7 +102,7 @@ def projection(cost: float, speedup: float, size: int):
 
 
 def cpu_part(a):
-    root = Path(tempfile.mkdtemp(prefix='bench_jobs_'))
+    root = a.root
     t = time.perf_counter(); df = make_data(root, a.n_train, a.n_val, a.size); t_data = time.perf_counter() - t
     cfg = CompareConfig(image_size=a.size, epochs=a.epochs, folds=a.folds, members=a.members, batch_size=32,
                         device='cpu', arch=a.arch)
@@ -146,7 +146,7 @@ def gpu_part(a):
     import torch
     cuda = a.device.startswith('cuda')
     if cuda and not torch.cuda.is_available(): raise SystemExit("--gpu needs a CUDA GPU")
-    root = Path(tempfile.mkdtemp(prefix='bench_jobs_gpu_'))
+    root = a.root
     df = make_data(root, a.gpu_n_train, a.gpu_n_train // 4, 128, workers=min(8, os.cpu_count() or 1))
     cache = root / 'cache'
     print(f"GPU: {torch.cuda.get_device_name(0) if cuda else a.device}; {len(df)} images at 128 px; "
@@ -178,6 +178,11 @@ if __name__ == '__main__':
     p.add_argument('--gpu', action='store_true', help='measure jobs/hour on one GPU (atto, tiny; 128 px)')
     p.add_argument('--gpu-jobs', type=int, default=4); p.add_argument('--gpu-epochs', type=int, default=3)
     p.add_argument('--gpu-n-train', type=int, default=2048); p.add_argument('--device', default='cuda')
+    p.add_argument('--keep', action='store_true', help='keep the temporary data and run folders')
     a = p.parse_args()
     os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
-    gpu_part(a) if a.gpu else cpu_part(a)
+    a.root = Path(tempfile.mkdtemp(prefix='bench_jobs_'))
+    try: gpu_part(a) if a.gpu else cpu_part(a)
+    finally:
+        if a.keep: print(f"kept {a.root}")
+        else: shutil.rmtree(a.root, ignore_errors=True)
