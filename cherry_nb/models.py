@@ -246,6 +246,13 @@ def artifact_hash(path) -> str:
     if not w.is_file(): raise FileNotFoundError(f"{w}: artifact weights file not found")
     return sha256_file(w)
 
+def _stable_header(data: bytes) -> bytes:
+    "safetensors bytes with the header's keys sorted: the writer orders metadata by a per-process random hash."
+    n = int.from_bytes(data[:8], 'little')
+    head = json.dumps(json.loads(data[8:8 + n]), separators=(',', ':'), sort_keys=True, ensure_ascii=False).encode()
+    head += b' ' * (-len(head) % 8)
+    return len(head).to_bytes(8, 'little') + head + data[8 + n:]
+
 def _arch(model) -> str: return (getattr(model, 'pretrained_cfg', {}) or {}).get('architecture') or type(model).__name__
 
 def save_artifact(model: nn.Module, # a timm classifier (with `.classes` from `create_model`, or give meta['classes'])
@@ -263,6 +270,7 @@ def save_artifact(model: nn.Module, # a timm classifier (with `.classes` from `c
     arch = _arch(model)
     sd = {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
     data = safetensors.torch.save(sd, metadata=dict(format='pt', arch=arch, classes=to_json(list(classes), indent=None)))
+    data = _stable_header(data)   # the same bytes for the same weights in every process
     atomic_write(wpath, data)
     info = dict(format=ARTIFACT_FORMAT, format_version=ARTIFACT_VERSION, arch=arch, classes=list(classes),
                 input_size=list(meta.pop('input_size', None) or cfg.get('input_size') or ()),
