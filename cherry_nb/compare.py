@@ -85,7 +85,7 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
         e, lr = (self.epochs, self.lr) if stage == 1 else (self.epochs2, self.lr2)
         return self.train_settings(e, lr, self.batch_size, seed)
 
-# %% ../nbs/14_compare.ipynb #209e94d0
+# %% ../nbs/14_compare.ipynb #5b7298e3
 class MethodUnavailable(Exception):
     "A method cannot run on this data; the message says why (it becomes the method's row in the results)."
 
@@ -113,7 +113,7 @@ def register_method(name: str, needs: tuple = ('binary',)):
         METHODS[name] = fn; METHOD_NEEDS[name] = tuple(needs); return fn
     return deco
 
-# %% ../nbs/14_compare.ipynb #675fdb1e
+# %% ../nbs/14_compare.ipynb #43086039
 ROLES = ('binary', 'three_class', 'members', 'folds', 'stage2_is', 'stage2_oof')
 _ROLE_DEPS = {'stage2_is': ('binary',), 'stage2_oof': ('binary', 'folds'), 'members': ('binary',)}
 
@@ -150,7 +150,7 @@ def matched(curve: pd.DataFrame, review_at: float, pit_miss_at: float) -> dict:
     return dict(pit_miss_at_review=float(a.pit_miss.min()) if len(a) else float('nan'),
                 review_at_pit_miss=float(b.review_rate.min()) if len(b) else float('nan'))
 
-# %% ../nbs/14_compare.ipynb #180ffc0b
+# %% ../nbs/14_compare.ipynb #1d63cd25
 @dataclass
 class SeedScores:
     "The predictions of one seed's models on the calibration (val) and test splits, and the truth."
@@ -175,7 +175,7 @@ class SeedScores:
         lv, lt = self.preds['binary', 'val'].logits, self.preds['binary', 'test'].logits
         return ts, ts.probs(lv)[:, 1], ts.probs(lt)[:, 1]
 
-# %% ../nbs/14_compare.ipynb #7876183f
+# %% ../nbs/14_compare.ipynb #f004ea3f
 def _two_stage(S: SeedScores, s2: str, extra: tuple) -> MethodOutput:
     if not S.has(s2): raise MethodUnavailable(f"no {s2} model")
     q, cfg = S.probs(s2), S.cfg
@@ -194,7 +194,7 @@ def two_stage_oof(S: SeedScores) -> MethodOutput:
     "As the seed's, but each training image is mined by a fold model that did not train on it."
     return _two_stage(S, 'stage2_oof', tuple(S.names.get('folds', ())))
 
-# %% ../nbs/14_compare.ipynb #e15f8b0c
+# %% ../nbs/14_compare.ipynb #9d55ff70
 @register_method('explicit 3-class', needs=('three_class',))
 def explicit_three_class(S: SeedScores) -> MethodOutput:
     "One 3-class model on the annotators' labels; argmax tiers (clean accept, maybe review, pit reject)."
@@ -204,7 +204,7 @@ def explicit_three_class(S: SeedScores) -> MethodOutput:
     return MethodOutput(ArgmaxPolicy()(q), 1 - q[:, 0], collapse_to_binary(q), ('three_class',), ArgmaxPolicy(),
                         probs3=q, val_score=qv[:, 1], val_probs3=qv)
 
-# %% ../nbs/14_compare.ipynb #d9ff3467
+# %% ../nbs/14_compare.ipynb #04aad639
 @register_method('enhanced 2-class')
 def enhanced_two_class_method(S: SeedScores) -> MethodOutput:
     "The temperature-scaled binary model with fixed thresholds (review / reject)."
@@ -221,7 +221,7 @@ def guaranteed_two_class(S: SeedScores) -> MethodOutput:
                         note=f"accept < {g.accept_threshold:.3f}, reject >= {g.reject_threshold:.3f}",
                         extra=dict(temperature=ts.to_meta(), certificate=g.as_dict()))
 
-# %% ../nbs/14_compare.ipynb #ba4951ad
+# %% ../nbs/14_compare.ipynb #84d3ade8
 @register_method('ensemble', needs=('binary', 'members'))
 def ensemble_method(S: SeedScores) -> MethodOutput:
     "M binary members averaged and calibrated; thresholds on the mean, review when members disagree."
@@ -235,7 +235,7 @@ def ensemble_method(S: SeedScores) -> MethodOutput:
                         forced_review=et.disagreement >= pol.tau, note=f"tau = {pol.tau:.3f}",
                         extra=dict(temperature=ev.temperature.to_meta()))
 
-# %% ../nbs/14_compare.ipynb #05892ae0
+# %% ../nbs/14_compare.ipynb #13895795
 def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     "Everything measured of one method on one seed's test split."
     y, cfg = S.y_test, S.cfg; m = tier_metrics(out.tiers, y); tiers = np.asarray(out.tiers)
@@ -252,7 +252,7 @@ def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     row.update(matched(curve, cfg.matched_review, cfg.matched_pit_miss))
     return row
 
-# %% ../nbs/14_compare.ipynb #70a357bb
+# %% ../nbs/14_compare.ipynb #4e081bef
 def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
     "Train the roles the selected methods need for one seed in `run`; returns {role: model name(s)}."
     run = RunFolder(run, create=True); J = seed_jobs(cfg, seed)
@@ -277,7 +277,7 @@ def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: b
     names = {r: ([j.name for j in J[r]] if isinstance(J[r], list) else J[r].name) for r in roles}
     return dict(names=names, mining=mining)
 
-# %% ../nbs/14_compare.ipynb #13b59566
+# %% ../nbs/14_compare.ipynb #727276a7
 def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict, progress: bool = True) -> SeedScores:
     "Score every trained model of one seed on val and test (inference time measured)."
     run = RunFolder(run); preds, ms = {}, {}
@@ -290,7 +290,7 @@ def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict
     train_s = {n: read_artifact_meta(run.artifact(n))['metrics']['train_seconds'] for n in flat}
     return SeedScores(cfg, seed, val, test, preds, ms, train_s, names)
 
-# %% ../nbs/14_compare.ipynb #87cc54fd
+# %% ../nbs/14_compare.ipynb #fa556f49
 _TRUTH = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility')
 
 def method_predictions(name: str, out: MethodOutput, S: SeedScores) -> pd.DataFrame:
@@ -313,7 +313,7 @@ def apply_methods(S: SeedScores) -> tuple:
         outs[name] = out; rows.append(method_row(name, out, S)); preds.append(method_predictions(name, out, S))
     return rows, (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()), outs
 
-# %% ../nbs/14_compare.ipynb #c58a2a12
+# %% ../nbs/14_compare.ipynb #cebab4f2
 def seed_extras(S: SeedScores, mining: dict) -> tuple:
     "(mining rows, two-stage rows) of one seed."
     mrows = [dict(seed=S.seed, mode=mode, **mining_effects(m)) for mode, m in mining.items()]
@@ -371,7 +371,7 @@ def summarize(rows: list) -> pd.DataFrame:
                                + [r['method'] for r in rows]))
     return pd.DataFrame([_summary_row(m, rows) for m in names])
 
-# %% ../nbs/14_compare.ipynb #dfe86ea6
+# %% ../nbs/14_compare.ipynb #2781b2a0
 def recommend(summary: pd.DataFrame, target: float) -> tuple:
     "(method or None, sentence): lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
     avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)]
@@ -410,7 +410,7 @@ def summary_table(summary: pd.DataFrame, cfg: dict) -> pd.DataFrame:
             r['note']} for _, r in summary.iterrows()]
     return pd.DataFrame(rows).fillna('')
 
-# %% ../nbs/14_compare.ipynb #1ef70611
+# %% ../nbs/14_compare.ipynb #0f670bf6
 _COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f']
 
 def _err(m, lo, hi):
@@ -434,14 +434,12 @@ def compare_figure(summary: pd.DataFrame, rows: list, target: float | None = Non
                       yaxis_tickformat='.1%', height=480, width=820)
     return fig
 
-# %% ../nbs/14_compare.ipynb #6fa5385d
+# %% ../nbs/14_compare.ipynb #bfa13130
 def _results(cfg: CompareConfig) -> dict:
     return dict(rows=[], mining=[], two_stage=[], guaranteed=[], config=asdict(cfg), methods=cfg.method_names())
 
-def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True) -> dict:
-    "Run the comparison over `cfg.seeds` seeds in `run`; returns the results with the summary and recommendation."
-    check_binary_splits(df); run = RunFolder(run, create=True)
-    res, preds = _results(cfg), []
+def _run_seeds(df, cfg: CompareConfig, run, res: dict, preds: list, progress: bool):
+    "Every seed, adding to `res` and `preds`; `results.json` is rewritten after each seed (a truthful partial record)."
     for seed in range(cfg.seeds):
         say(f"seed {seed + 1} of {cfg.seeds}", prefix='compare')
         r = run_seed(df, cfg, seed, run, progress)
@@ -450,7 +448,13 @@ def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True
         res['guaranteed'].append(g.extra['certificate'] if g is not None else
                                  next((x for x in r['rows'] if x['method'] == 'guaranteed 2-class'), {}))
         preds.append(r['predictions'])
-        atomic_write_json(run / 'results.json', jsonable(res))            # a partial record after every seed
+        atomic_write_json(run / 'results.json', jsonable(res))
+
+def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True) -> dict:
+    "Run the comparison over `cfg.seeds` seeds in `run`; returns the results with the summary and recommendation."
+    check_binary_splits(df); run = RunFolder(run, create=True)
+    res, preds = _results(cfg), []
+    with cfg.ray(): _run_seeds(df, cfg, run, res, preds, progress)
     write_predictions(run, pd.concat(preds, ignore_index=True))
     summary = summarize(res['rows']); best, why = recommend(summary, cfg.safety_target)
     res.update(summary=summary, recommended=best, recommendation=why)
