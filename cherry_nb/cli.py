@@ -14,8 +14,8 @@ from .runs import (RunFolder, ParamError, check_params, config_from, workflow_co
 
 # %% auto #0
 __all__ = ['workflows_dir', 'list_workflows', 'workflow_path', 'workflow_params', 'workflow_defaults', 'params_help',
-           'parse_value', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure', 'run_workflow',
-           'threading_main', 'main']
+           'parse_value', 'cli_values', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure',
+           'run_workflow', 'threading_main', 'main']
 
 # %% ../nbs/15_cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -66,6 +66,11 @@ def parse_value(text: str):
     if low in ('none', 'null'): return None
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError): return text
+
+def cli_values(name: str, pairs) -> dict:
+    "`-p NAME VALUE` pairs as values: text as it is for a string parameter, else `parse_value`."
+    defaults = workflow_defaults(name)
+    return {k: v if isinstance(defaults.get(k), str) else parse_value(v) for k, v in pairs}
 
 def check_workflow_params(name: str, params: dict) -> dict:
     "All parameters of workflow `name` (defaults merged), checked; `runs.ParamError` names every bad one."
@@ -214,7 +219,7 @@ def _cmd_run(a, ap) -> int:
         if a.workflow: print(f"\nparameters of {a.workflow}:\n{params_help(a.workflow)}")
         return 0 if a.help else 2
     t0 = time.time()
-    run = run_workflow(a.workflow, {k: parse_value(v) for k, v in a.param}, runs_dir=a.runs_dir, run_name=a.name,
+    run = run_workflow(a.workflow, cli_values(a.workflow, a.param), runs_dir=a.runs_dir, run_name=a.name,
                        resume=a.resume, log_output=a.log_output)
     rep = _report_path(run)
     print(f"finished in {time.time() - t0:.0f} s; run record: {run}" + (f"\nreport: {rep}" if rep else ''))

@@ -50,3 +50,21 @@ def test_compare_workflow(tmp_path):
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in (run / 'seed0' / 'artifacts').glob('*.safetensors')} == before
     assert (run / 'compare.attempt1.ipynb').exists()
+
+
+@pytest.mark.slow
+def test_compare_on_ray_matches_in_process(tmp_path):
+    "`-p workers 2` runs the jobs on a local Ray; the report's numbers equal those of `workers 1`."
+    from cherry_nb.testing import tiny_sim
+    base = [EXE, 'run', 'compare', '-p', 'data', str(tiny_sim()), '-p', 'arch', 'test_resnet', '-p', 'aug', 'none',
+            '-p', 'image_size', '32', '-p', 'epochs', '2', '-p', 'batch_size', '16', '-p', 'members', '3',
+            '-p', 'seeds', '1', '-p', 'methods', 'enhanced 2-class,ensemble']
+    tables = {}
+    for w in ('1', '2'):
+        r = subprocess.run(base + ['-p', 'workers', w, '--runs-dir', str(tmp_path / f'w{w}')], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=1200)
+        assert r.returncode == 0, r.stderr[-3000:]
+        if w == '2': assert 'to run on Ray (' in r.stdout and '[binary_m1] epoch 2/2' in r.stdout
+        run = next((tmp_path / f'w{w}').iterdir())
+        tables[w] = pd.read_csv(run / 'comparison.csv').drop(columns=['Train s', 'Infer ms/img'])
+    pd.testing.assert_frame_equal(tables['1'], tables['2'])
