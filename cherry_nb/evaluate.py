@@ -101,6 +101,15 @@ def _classes_of(model, n: int) -> tuple:
     if c is not None and len(c) == n: return tuple(c)
     return {2: CLASSES_2, 3: CLASSES_3}.get(n, tuple(str(i) for i in range(n)))
 
+def _check_size(x: torch.Tensor, model):
+    "Refuse images of another size than the one a model declares it was trained at (`fixed_input_size`)."
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    want = tuple(cfg.get('input_size') or ())[1:]
+    if cfg.get('fixed_input_size') and want and tuple(x.shape[-2:]) != want:
+        raise ValueError(f"predict: images are {x.shape[-2]}x{x.shape[-1]} but the model was trained at "
+                         f"{want[0]}x{want[1]} (its input_size); resize them as in training, e.g. "
+                         f"CachedImageDataset(df, size={want[0]}) or data.load_image(path, {want[0]})")
+
 def predict(model: nn.Module,        # a timm classifier
             data,                    # DataLoader of (uint8 images, labels) batches, or a Dataset of (image, label)
             device: str = 'auto',    # 'auto' (see `get_device`), 'cpu', 'cuda', ...
@@ -127,6 +136,7 @@ def predict(model: nn.Module,        # a timm classifier
         with torch.inference_mode(), amp:
             for batch in tqdm(dl, desc='predict', disable=not progress, leave=False):
                 x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
+                _check_size(x, model)
                 x = x.to(dev, non_blocking=True)
                 x = tfm(x) if x.dtype == torch.uint8 else x.float()
                 if cuda: x = x.contiguous(memory_format=torch.channels_last)

@@ -104,9 +104,17 @@ class ProductionPolicy:
 _POLICIES = dict(thresholds=ThresholdPolicy, argmax=ArgmaxPolicy, production=ProductionPolicy)
 
 def policy_from_dict(d: dict):
-    "Rebuild a policy from its `to_dict()`."
-    d = dict(d); kind = d.pop('kind', None)
-    if kind not in _POLICIES: raise ValueError(f"unknown policy kind {kind!r}; expected one of {list(_POLICIES)}")
+    "Rebuild a policy from `to_dict()`, `GuaranteedTiers.as_dict()` or an artifact's `{'policy': kind, ...}`."
+    d = dict(d)
+    if isinstance(d.get('policy'), dict): return policy_from_dict(d['policy'])   # GuaranteedTiers.as_dict()
+    kind, alias = d.pop('kind', None), d.pop('policy', None)
+    kind = kind or alias
+    if kind == 'disagreement':
+        from cherry_nb.ensemble import DisagreementPolicy   # the ensemble module builds on this one
+        return DisagreementPolicy(**d)
+    if kind == 'guaranteed': kind = 'thresholds'             # certified thresholds act as thresholds
+    if kind not in _POLICIES:
+        raise ValueError(f"unknown policy kind {kind!r}; expected one of {[*_POLICIES, 'guaranteed', 'disagreement']}")
     return _POLICIES[kind](**d)
 
 # %% ../nbs/10_tiers.ipynb #1c88604b
