@@ -143,8 +143,17 @@ def main(argv=None) -> int:
     s.add_argument('--size', type=int, default=None); s.add_argument('--overwrite', action='store_true')
     j = sub.add_parser('job', help='run one training job spec (JSON from jobs.write_job) in a run folder')
     j.add_argument('spec'); j.add_argument('run_dir'); j.add_argument('--cache-dir', default=None)
+    d = sub.add_parser('predict', help="score images with a decision bundle (or a run folder's default bundle)")
+    d.add_argument('bundle'); d.add_argument('input'); d.add_argument('--out', default=None)
+    d.add_argument('--group-col', default=None); d.add_argument('--group-rule', default='most-severe')
+    d.add_argument('--device', default='cpu')
+    x = sub.add_parser('export', help='export a decision bundle (or a run folder\'s default bundle) to ONNX')
+    x.add_argument('bundle'); x.add_argument('--onnx', required=True); x.add_argument('--check', default=None)
     a = ap.parse_args(argv)
     try:
+        if a.cmd in ('predict', 'export'):
+            from cherry_nb import deploy
+            return deploy.predict_command(a) if a.cmd == 'predict' else deploy.export_command(a)
         if a.cmd == 'job':
             from cherry_nb.jobs import TrainJob, run_job
             print(run_job(TrainJob.from_dict(read_json(a.spec)), a.run_dir, a.cache_dir)); return 0

@@ -282,7 +282,7 @@ def _field(key: str) -> str:
     return key
 
 def _files(decision: dict) -> list[str]:
-    "The tensor files a decision names (plain file names only)."
+    "The tensor files a decision names (plain `*.safetensors` names inside the bundle folder only)."
     files = [m.get('file') for m in decision.get('models') or []]
     if decision.get('calibration_scores'): files.append(decision['calibration_scores'].get('file'))
     bad = [f for f in files if not isinstance(f, str) or Path(f).name != f or not f.endswith('.safetensors')]
@@ -315,12 +315,13 @@ def verify_bundle(path) -> tuple[dict, dict]:
                          f"({BUNDLE_VERSION})")
     missing = [k for k in ('decision', 'digests', 'digest') if not isinstance(spec.get(k), (dict, str))]
     if missing: raise BundleError(path, missing, [f"{k} is missing" for k in missing])
-    try: files = _files(spec['decision'])
-    except ValueError as e: raise BundleError(path, ['models'], [str(e)]) from None
-    tensors = {f: _read_tensors(path, f) for f in files}
+    want = spec['digests']
     have = {**leaf_digests(spec['decision'], 'decision'), **leaf_digests(spec.get('info') or {}, 'info')}
+    keys, msgs = _compare({k: v for k, v in want.items() if not k.startswith('tensors.')}, have)   # the JSON first
+    if keys: raise BundleError(path, [_field(k) for k in keys], msgs)
+    tensors = {f: _read_tensors(path, f) for f in _files(spec['decision'])}
     for f, t in tensors.items(): have.update(tensors_digests(t, f))
-    keys, msgs = _compare(spec['digests'], have)
+    keys, msgs = _compare(want, have)
     if keys: raise BundleError(path, [_field(k) for k in keys], msgs)
     if total_digest(have) != spec['digest']:
         raise BundleError(path, ['digest'], ["the recorded digest does not match the fields "
@@ -620,7 +621,7 @@ def group_decisions(preds: pd.DataFrame,       # per-image predictions with `tie
         k = preds['tier'].map(TIER_INDEX).groupby(preds[group_col]).max().reindex(counts.index).to_numpy()
     else: k = 2 - counts.to_numpy()[:, ::-1].argmax(1)       # reversed columns: ties resolve to the more severe
     g = preds.groupby(group_col)
-    out = pd.DataFrame({group_col: counts.index, 'n_images': counts.sum(1).to_numpy(),
+    out = pd.DataFrame({group_col: counts.index, 'n_images': counts.sum(axis=1).to_numpy(),
                         **{f'n_{t}': counts[t].to_numpy() for t in TIERS},
                         'p_pit_max': g['p_pit'].max().reindex(counts.index).to_numpy(),
                         'p_pit_mean': g['p_pit'].mean().reindex(counts.index).to_numpy(),
@@ -659,9 +660,9 @@ def _metrics(tiers, y):
     return tier_metrics(np.asarray(tiers)[known], y[known].astype(int)) if known.any() else None
 
 def _check_out_dir(src: Path, out_dir: Path):
-    "The source is never written to: refuse an output folder inside an input folder (or a manifest's folder)."
+    "The source is never written to: refuse an output folder inside an input folder, or beside an input manifest."
     base = src.parent if src.is_file() else src
-    if out_dir == base or base in out_dir.parents:
+    if out_dir == base or (src.is_dir() and base in out_dir.parents):
         raise ValueError(f"out_dir {out_dir} lies inside the input {base}; the source is only read: "
                          "choose another folder")
 
