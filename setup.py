@@ -13,6 +13,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+export_requirements = shlex.split(cfg.get('export_requirements', ''))   # ONNX export: cherry_nb[export]
 min_python = cfg['min_python']
 lic = licenses[cfg['license']]
 console_scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
@@ -38,7 +39,7 @@ setup(
     include_package_data=True,
     package_data={'cherry_nb': ['workflows/*.ipynb']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements + export_requirements, 'export': export_requirements},
     python_requires='>=' + min_python,
     zip_safe=False,
     entry_points={'console_scripts': console_scripts, 'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d']},

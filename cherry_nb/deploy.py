@@ -774,6 +774,13 @@ def onnx_metadata(path) -> dict:
 
 def _as_bundle(bundle) -> Bundle: return bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
 
+def _need_onnx():
+    "Import onnx and onnxruntime, or say how to install them."
+    try: import onnx, onnxruntime, onnxscript
+    except ImportError as e:
+        raise ImportError(f"ONNX export needs onnx, onnxruntime and onnxscript ({e}): "
+                          "pip install 'cherry_nb[export]'") from None
+
 # %% ../nbs/16_deploy.ipynb #0f8e02e5
 def validate_onnx(bundle,                # a Bundle or bundle folder
                   path,                  # the exported .onnx file
@@ -781,7 +788,7 @@ def validate_onnx(bundle,                # a Bundle or bundle folder
                   batch_size: int = 64,  # images per onnxruntime run (the last batch is smaller: dynamic batch)
                  ) -> dict:
     "onnxruntime against the torch bundle: n, the largest p(pit) difference, tier agreement and each disagreement."
-    import onnxruntime as ort
+    _need_onnx(); import onnxruntime as ort
     b = _as_bundle(bundle); h, w = b.input_size
     if images is None:
         images = torch.randint(0, 256, (64, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -802,7 +809,7 @@ def export_onnx(bundle,                  # a Bundle, bundle folder or run folder
                 opset: int | None = None, # ONNX opset (None: the exporter's default)
                ) -> Path:
     "Export the decision (uint8 images -> calibrated p(pit), tier) to ONNX; certificate and lineage in its metadata."
-    import onnx
+    _need_onnx(); import onnx
     b = _as_bundle(bundle); h, w = b.input_size; out_path = Path(out_path).expanduser().absolute()
     mod = b.module().cpu().eval()
     example = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
