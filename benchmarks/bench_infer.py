@@ -10,6 +10,7 @@ Modes (each times one forward pass on a batch already in memory, median of inter
   compile  torch.compile of that DecisionModule (one compilation per model and size, dynamic batch; compiling on a
            CPU takes minutes, so by default only atto at batch 32 and 256 is compiled, plus the 224 px anchor)
   onnx     the exported bundle (export_onnx) in onnxruntime (CPU, or CUDA / TensorRT with --gpu)
+  overhead what the bundle adds to the model, timed alone: normalising uint8 pixels, temperature, softmax, tiers
 Random weights (speed does not depend on them). The machine is shared: the load average is printed with the table,
 and modes are interleaved so that their ratios are fair even when the load drifts.
 """
@@ -51,6 +52,12 @@ def runners(b, modes, batch, gpu, sessions, compiled):
     out = {}
     if 'bare' in modes: out['bare'] = torch_run(mod.members[0], xf)
     if 'bundle' in modes: out['bundle'] = torch_run(mod, xd)
+    if 'overhead' in modes:                       # what the bundle adds to the model, timed alone
+        with torch.inference_mode(), amp(): logits = mod.members[0](xf).float()
+        def extra(x):
+            probs = (logits / mod.temperature).softmax(1)
+            return mod.tiers(probs[:, 1], probs, None), mod.norm(x)
+        out['overhead'] = torch_run(extra, xd)
     if 'compile' in modes and compiled is not None: out['compile'] = torch_run(compiled, xd)
     if 'onnx' in modes and sessions is not None:
         xn = x.numpy()
@@ -125,7 +132,8 @@ def table(rows) -> str:
     for r in rows:
         k = (r['arch'], r['px'], r['batch'])
         vb = f"{r['img_s'] / bare[k]:.2f}" if k in bare else ''
-        ve = f"{r['img_s'] / eager[k]:.2f}" if k in eager else ''
+        if r['mode'] == 'overhead' and k in bare: vb = f"{100 * bare[k] / r['img_s']:.2f}% of bare's time"
+        ve = f"{r['img_s'] / eager[k]:.2f}" if k in eager and r['mode'] != 'overhead' else ''
         cs = f"{r['img_cpu_s']:.0f}" if 'img_cpu_s' in r else ''
         out.append(f"| {r['arch']} | {r['px']} | {r['batch']} | {r['mode']} | {r['img_s']:.0f} | {r['ms']:.2f} | {cs} "
                    f"| {vb} | {ve} |")
@@ -139,7 +147,8 @@ def line_rate(rows) -> str:
            f"one lane needs {lo}-{hi} images/s"]
     for arch in dict.fromkeys(r['arch'] for r in rows):
         for px in sorted({r['px'] for r in rows if r['arch'] == arch}):
-            best = max((r for r in rows if r['arch'] == arch and r['px'] == px), key=lambda r: r['img_s'])
+            best = max((r for r in rows if r['arch'] == arch and r['px'] == px and r['mode'] != 'overhead'),
+                       key=lambda r: r['img_s'])
             s = best['img_s']
             out.append(f"  {arch} {px} px: best {s:.0f} img/s ({best['mode']}, batch {best['batch']}) serves "
                        f"{s / hi:.2f}-{s / lo:.2f} lanes "
@@ -156,7 +165,7 @@ def main():
     ap.add_argument('--archs', nargs='+', default=['convnextv2_atto', 'convnextv2_tiny'])
     ap.add_argument('--sizes', nargs='+', type=int, default=[64, 128])
     ap.add_argument('--batches', nargs='+', type=int, default=[1, 32, 256])
-    ap.add_argument('--modes', nargs='+', default=['bare', 'bundle', 'compile', 'onnx'])
+    ap.add_argument('--modes', nargs='+', default=['bare', 'bundle', 'compile', 'onnx', 'overhead'])
     ap.add_argument('--compile-archs', nargs='+', default=['convnextv2_atto'], help='models timed in compile mode')
     ap.add_argument('--compile-batches', nargs='+', type=int, default=[32, 256], help='batches timed in compile mode')
     ap.add_argument('--threads', type=int, default=None, help='torch and onnxruntime threads (default: torch default)')
@@ -181,7 +190,7 @@ def main():
     print(f"\n{dev}; load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
           f"{time.time() - t0:.0f} s in all\n")
     print(table(rows)); print(); print(line_rate([r for r in rows if r['px'] != 224]))
-    one = [r for r in rows if r['batch'] == 1 and r['arch'] == 'convnextv2_atto']
+    one = [r for r in rows if r['batch'] == 1 and r['arch'] == 'convnextv2_atto' and r['mode'] != 'overhead']
     print('\nbatch-1 latency (atto): ' + '; '.join(f"{r['px']} px {r['mode']} {r['ms']:.1f} ms" for r in one))
     print(f"published anchor: {TIMM_ANCHOR}")
     if a.json:
