@@ -120,10 +120,12 @@ def predict(model: nn.Module,        # a timm classifier
             progress: bool = True,   # show a tqdm progress bar
            ) -> Predictions:
     "Logits, probabilities, labels and embeddings for every image of `data`, in dataset order."
-    dl = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    dl = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False,
+                                                              num_workers=num_workers)
     sampler = dl.batch_sampler.sampler if getattr(dl, 'batch_sampler', None) is not None else dl.sampler
     if isinstance(sampler, RandomSampler):
-        raise ValueError("predict needs the images in dataset order: pass a DataLoader with shuffle=False (or the Dataset)")
+        raise ValueError("predict needs the images in dataset order: pass a DataLoader with shuffle=False "
+                         "(or the Dataset)")
     dev = get_device(device); cuda = dev.type == 'cuda'
     tfm = EvalTransform.from_model(model).to(dev)
     was_training = model.training
@@ -135,7 +137,8 @@ def predict(model: nn.Module,        # a timm classifier
     try:
         with torch.inference_mode(), amp:
             for batch in tqdm(dl, desc='predict', disable=not progress, leave=False):
-                x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
+                seq = isinstance(batch, (list, tuple))
+                x, y = (batch[0], batch[1] if len(batch) > 1 else None) if seq else (batch, None)
                 _check_size(x, model)
                 x = x.to(dev, non_blocking=True)
                 x = tfm(x) if x.dtype == torch.uint8 else x.float()
@@ -145,7 +148,8 @@ def predict(model: nn.Module,        # a timm classifier
                     f = model.forward_features(v(x))
                     em = em + model.forward_head(f, pre_logits=True).float(); lo = lo + model.forward_head(f).float()
                 L.append((lo / len(views)).cpu()); E.append((em / len(views)).flatten(1).cpu())
-                Y.append(torch.as_tensor(y).long().cpu() if y is not None else torch.full((len(x),), -1, dtype=torch.long))
+                Y.append(torch.as_tensor(y).long().cpu() if y is not None
+                         else torch.full((len(x),), -1, dtype=torch.long))
     finally: model.train(was_training)
     if not L: raise ValueError("predict got no batches: the data is empty")
     logits = torch.cat(L)

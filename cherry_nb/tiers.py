@@ -71,8 +71,10 @@ def enhanced_two_class(review: float = 0.65, reject: float = 0.85) -> ThresholdP
 def _probs3(p) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"a 3-class policy needs probabilities [N, 3] in CLASSES_3 order {CLASSES_3}; got shape {p.shape}")
-    if not np.isfinite(p).all() or p.min(initial=0) < 0 or p.max(initial=0) > 1: raise ValueError("probabilities must lie in [0, 1]")
+        raise ValueError(f"a 3-class policy needs probabilities [N, 3] in CLASSES_3 order {CLASSES_3}; "
+                         f"got shape {p.shape}")
+    if not np.isfinite(p).all() or p.min(initial=0) < 0 or p.max(initial=0) > 1:
+        raise ValueError("probabilities must lie in [0, 1]")
     return p
 
 @dataclass(frozen=True)
