@@ -196,10 +196,22 @@ def _run_parser(sub):
     r.add_argument('--log-output', action='store_true', help="also stream the notebook's stderr (warnings, tracebacks)")
     return r
 
+def _deploy_parsers(sub):
+    d = sub.add_parser('predict', help="score images with a decision bundle (or a run folder's default bundle)")
+    d.add_argument('bundle', help='a bundle folder, or a run folder (its bundles/default)')
+    d.add_argument('input', help='a labelled or unlabelled image folder, or a manifest CSV')
+    d.add_argument('--out', default=None, help='output folder (default: <input>-predictions beside the input)')
+    d.add_argument('--group-col', default=None, help='column (e.g. cherry_id) for one decision per group')
+    d.add_argument('--group-rule', default='most-severe', help="per-group rule: 'most-severe' or 'majority'")
+    d.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'auto'")
+    x = sub.add_parser('export', help="export a decision bundle (or a run folder's default bundle) to ONNX")
+    x.add_argument('bundle'); x.add_argument('--onnx', required=True, help='the .onnx file to write')
+    x.add_argument('--check', default=None, help='an image folder to validate onnxruntime against torch on')
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='cherry-nb', description='cherry_nb workflows from the command line')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    _run_parser(sub)
+    _run_parser(sub); _deploy_parsers(sub)
     sub.add_parser('list', help='list workflows and their parameters')
     s = sub.add_parser('synth', help='render simulator data into a folder')
     s.add_argument('out'); s.add_argument('--preset', default='quick'); s.add_argument('--seed', type=int, default=0)
@@ -235,6 +247,9 @@ def _cmd_other(a) -> int:
     if a.cmd == 'mlflow':
         from cherry_nb.tracking import mlflow_command
         return mlflow_command(a.run_dir, a.uri, a.experiment)
+    if a.cmd in ('predict', 'export'):
+        from cherry_nb import deploy
+        return deploy.predict_command(a) if a.cmd == 'predict' else deploy.export_command(a)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 

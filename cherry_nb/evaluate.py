@@ -101,6 +101,15 @@ def _classes_of(model, n: int) -> tuple:
     if c is not None and len(c) == n: return tuple(c)
     return {2: CLASSES_2, 3: CLASSES_3}.get(n, tuple(str(i) for i in range(n)))
 
+def _check_size(x: torch.Tensor, model):
+    "Refuse images of another size than the one a model declares it was trained at (`fixed_input_size`)."
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    want = tuple(cfg.get('input_size') or ())[1:]
+    if cfg.get('fixed_input_size') and want and tuple(x.shape[-2:]) != want:
+        raise ValueError(f"predict: images are {x.shape[-2]}x{x.shape[-1]} but the model was trained at "
+                         f"{want[0]}x{want[1]} (its input_size); resize them as in training, e.g. "
+                         f"CachedImageDataset(df, size={want[0]}) or data.load_image(path, {want[0]})")
+
 def predict(model: nn.Module,        # a timm classifier
             data,                    # DataLoader of (uint8 images, labels) batches, or a Dataset of (image, label)
             device: str = 'auto',    # 'auto' (see `get_device`), 'cpu', 'cuda', ...
@@ -111,10 +120,12 @@ def predict(model: nn.Module,        # a timm classifier
             progress: bool = True,   # show a tqdm progress bar
            ) -> Predictions:
     "Logits, probabilities, labels and embeddings for every image of `data`, in dataset order."
-    dl = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    dl = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False,
+                                                              num_workers=num_workers)
     sampler = dl.batch_sampler.sampler if getattr(dl, 'batch_sampler', None) is not None else dl.sampler
     if isinstance(sampler, RandomSampler):
-        raise ValueError("predict needs the images in dataset order: pass a DataLoader with shuffle=False (or the Dataset)")
+        raise ValueError("predict needs the images in dataset order: pass a DataLoader with shuffle=False "
+                         "(or the Dataset)")
     dev = get_device(device); cuda = dev.type == 'cuda'
     tfm = EvalTransform.from_model(model).to(dev)
     was_training = model.training
@@ -126,7 +137,9 @@ def predict(model: nn.Module,        # a timm classifier
     try:
         with torch.inference_mode(), amp:
             for batch in tqdm(dl, desc='predict', disable=not progress, leave=False):
-                x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
+                seq = isinstance(batch, (list, tuple))
+                x, y = (batch[0], batch[1] if len(batch) > 1 else None) if seq else (batch, None)
+                _check_size(x, model)
                 x = x.to(dev, non_blocking=True)
                 x = tfm(x) if x.dtype == torch.uint8 else x.float()
                 if cuda: x = x.contiguous(memory_format=torch.channels_last)
@@ -135,7 +148,8 @@ def predict(model: nn.Module,        # a timm classifier
                     f = model.forward_features(v(x))
                     em = em + model.forward_head(f, pre_logits=True).float(); lo = lo + model.forward_head(f).float()
                 L.append((lo / len(views)).cpu()); E.append((em / len(views)).flatten(1).cpu())
-                Y.append(torch.as_tensor(y).long().cpu() if y is not None else torch.full((len(x),), -1, dtype=torch.long))
+                Y.append(torch.as_tensor(y).long().cpu() if y is not None
+                         else torch.full((len(x),), -1, dtype=torch.long))
     finally: model.train(was_training)
     if not L: raise ValueError("predict got no batches: the data is empty")
     logits = torch.cat(L)

@@ -71,8 +71,10 @@ def enhanced_two_class(review: float = 0.65, reject: float = 0.85) -> ThresholdP
 def _probs3(p) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"a 3-class policy needs probabilities [N, 3] in CLASSES_3 order {CLASSES_3}; got shape {p.shape}")
-    if not np.isfinite(p).all() or p.min(initial=0) < 0 or p.max(initial=0) > 1: raise ValueError("probabilities must lie in [0, 1]")
+        raise ValueError(f"a 3-class policy needs probabilities [N, 3] in CLASSES_3 order {CLASSES_3}; "
+                         f"got shape {p.shape}")
+    if not np.isfinite(p).all() or p.min(initial=0) < 0 or p.max(initial=0) > 1:
+        raise ValueError("probabilities must lie in [0, 1]")
     return p
 
 @dataclass(frozen=True)
@@ -104,9 +106,17 @@ class ProductionPolicy:
 _POLICIES = dict(thresholds=ThresholdPolicy, argmax=ArgmaxPolicy, production=ProductionPolicy)
 
 def policy_from_dict(d: dict):
-    "Rebuild a policy from its `to_dict()`."
-    d = dict(d); kind = d.pop('kind', None)
-    if kind not in _POLICIES: raise ValueError(f"unknown policy kind {kind!r}; expected one of {list(_POLICIES)}")
+    "Rebuild a policy from `to_dict()`, `GuaranteedTiers.as_dict()` or an artifact's `{'policy': kind, ...}`."
+    d = dict(d)
+    if isinstance(d.get('policy'), dict): return policy_from_dict(d['policy'])   # GuaranteedTiers.as_dict()
+    kind, alias = d.pop('kind', None), d.pop('policy', None)
+    kind = kind or alias
+    if kind == 'disagreement':
+        from cherry_nb.ensemble import DisagreementPolicy   # the ensemble module builds on this one
+        return DisagreementPolicy(**d)
+    if kind == 'guaranteed': kind = 'thresholds'             # certified thresholds act as thresholds
+    if kind not in _POLICIES:
+        raise ValueError(f"unknown policy kind {kind!r}; expected one of {[*_POLICIES, 'guaranteed', 'disagreement']}")
     return _POLICIES[kind](**d)
 
 # %% ../nbs/10_tiers.ipynb #1c88604b
