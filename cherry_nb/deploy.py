@@ -32,9 +32,9 @@ __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION'
            'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest', 'tensors_digests', 'total_digest',
            'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of', 'save_bundle', 'BundleError',
            'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle', 'load_bundle', 'resolve_bundle',
-           'read_unlabelled_folder', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions',
-           'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx',
-           'export_onnx', 'predict_command', 'export_command']
+           'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions', 'metrics_text', 'report_text',
+           'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx', 'export_onnx', 'predict_command',
+           'export_command']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -487,86 +487,22 @@ def resolve_bundle(path) -> Path:
     raise ValueError(f"{p}: {'no bundles' if not names else f'several bundles {names}'} in {bd} and no {default.name} "
                      f"file naming the default; pass a bundle folder")
 
-# %% ../nbs/16_deploy.ipynb #4a8a83aa
-def _image_files(root: Path) -> tuple[list, list]:
-    "(image files, other files) below `root`, sorted; hidden files and folders are skipped."
-    imgs, other = [], []
-    for dp, dns, fns in os.walk(root):
-        dns[:] = sorted(d for d in dns if not d.startswith('.') and d != '__MACOSX')
-        for f in (f for f in sorted(fns) if not f.startswith('.')):
-            (imgs if os.path.splitext(f)[1].lower() in IMAGE_EXTS else other).append(Path(dp) / f)
-    return imgs, other
-
-def _probe(paths: list, check: str, workers: int, progress: bool) -> list:
-    "`probe_image` of every path, on threads, in order."
-    with ThreadPoolExecutor(max(1, workers)) as ex:
-        it = ex.map(lambda p: probe_image(p, check=check), paths)
-        return list(tqdm(it, total=len(paths), desc='checking images', disable=not progress, leave=False))
-
-def _probed_frame(paths: list, rels: list, extra: pd.DataFrame | None, check, workers, progress) -> pd.DataFrame:
-    "Manifest rows for the good files among `paths`; the bad ones (path, reason) in `attrs['skipped']`."
-    rows, skipped = [], []
-    for i, (p, (info, why)) in enumerate(zip(paths, _probe(paths, check, workers, progress))):
-        if why: skipped.append((str(p), why)); continue
-        rows.append(dict(path=str(p), relpath=rels[i], label='', split='',
-                         **{k: info[k] for k in ('sha256', 'width', 'height', 'mode')},
-                         **({} if extra is None else extra.iloc[i].to_dict())))
-    df = pd.DataFrame(rows, columns=['path', 'relpath', 'label', 'split', 'sha256', 'width', 'height', 'mode',
-                                     *([] if extra is None else extra.columns)])
-    df.attrs['skipped'] = skipped
-    return df
-
-def read_unlabelled_folder(root,                  # a folder of images, flat or nested in any layout
-                           check: str = 'decode', # 'decode' finds truncated files; 'header' is faster
-                           workers: int = 2,      # threads for checking
-                           progress: bool = True, # show a progress bar
-                          ) -> pd.DataFrame:
-    "Every image file below `root` (no labels): path, relpath, label '', sha256, size, mode, folder; bad ones skipped."
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir(): raise FileNotFoundError(f"image folder not found: {root}")
-    files, other = _image_files(root)
-    if not files: raise ValueError(f"{root}: no image files ({', '.join(IMAGE_EXTS)}) in it or below it")
-    df = _probed_frame(files, [f.relative_to(root).as_posix() for f in files], None, check, workers, progress)
-    df.attrs.update(root=str(root), ignored=[str(p) for p in other])
-    return df
-
 # %% ../nbs/16_deploy.ipynb #51428423
-def _labelled(root: Path) -> bool:
-    "Whether `root` has the labelled layout <root>/[train|val|test/]<class>/<image>."
-    dirs = {p.name for p in root.iterdir() if p.is_dir()}
-    return bool(dirs & set(CLASSES_3)) or any((root / s / c).is_dir() for s in dirs & set(SPLITS) for c in CLASSES_3)
-
-def _read_csv_input(csv: Path, labels, check, workers, progress) -> pd.DataFrame:
-    "A manifest CSV: read and checked by `data.read_manifest` when it has labels, else path by path."
-    m = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    if labels is not False and 'label' in m.columns and (m['label'] != '').all():
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', DataWarning)
-            df = read_manifest(csv, strict=False, check=check, missing_ok=CLASSES_3, workers=workers, progress=progress)
-        df.attrs['labelled'] = True; return df
-    col = next((c for c in ('path', 'relpath') if c in m.columns), None)
-    if col is None: raise ValueError(f"{csv}: a manifest needs a 'path' or 'relpath' column; it has {list(m.columns)}")
-    paths = [Path(p) if os.path.isabs(p) else csv.parent / p for p in m[col]]
-    extra = m.drop(columns=[c for c in ('path', 'relpath', 'label', 'split') if c in m.columns])
-    df = _probed_frame(paths, list(m[col]), extra, check, workers, progress)
-    df.attrs['labelled'] = False; return df
-
 def read_inputs(src,                    # labelled image folder, unlabelled folder (flat or nested) or manifest CSV
-                labels: bool | None = None, # None: a folder is labelled when it has class folders; False: ignore labels
+                labels: bool | None = None, # None: labelled when it has class folders / labels; False: ignore labels
                 check: str = 'decode',  # 'decode' (finds truncated files) or 'header'
                 workers: int = 2, progress: bool = True,
                ) -> pd.DataFrame:
     "The images to score, with `folder`; attrs: `skipped` [(path, reason)], `labelled`, `root`."
-    src = Path(src).expanduser().absolute()
-    if src.is_file() and src.suffix.lower() == '.csv': df = _read_csv_input(src, labels, check, workers, progress)
-    elif src.is_dir() and (labels if labels is not None else _labelled(src)):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', DataWarning)
-            df = read_image_folder(src, strict=False, check=check, missing_ok=CLASSES_3, workers=workers,
-                                   progress=progress)
-        df.attrs['labelled'] = True
-    elif src.is_dir(): df = read_unlabelled_folder(src, check, workers, progress); df.attrs['labelled'] = False
-    else: raise FileNotFoundError(f"{src}: neither an image folder nor a manifest CSV")
+    src = Path(src).expanduser().absolute(); lab = 'auto' if labels is None else labels
+    kw = dict(strict=False, check=check, missing_ok=CLASSES_3, workers=workers, progress=progress, labels=lab)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DataWarning)
+        if src.is_file() and src.suffix.lower() == '.csv': df = read_manifest(src, **kw)
+        elif src.is_dir(): df = read_image_folder(src, **kw)
+        else: raise FileNotFoundError(f"{src}: neither an image folder nor a manifest CSV")
+    df.attrs['labelled'] = bool(len(df)) and bool((df['label'] != '').all())
+    if not len(df) and not df.attrs.get('skipped'): raise ValueError(f"{src}: no image files in it or below it")
     if 'folder' not in df.columns: df['folder'] = [Path(r).parent.as_posix() for r in df['relpath']]
     df.attrs['root'] = str(src.parent if src.is_file() else src)
     return df
