@@ -12,10 +12,11 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np, pandas as pd
 from .core import *
+from .runs import (set_default_bundle, bundle_names)
 from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, Check, positive, at_least, unit, unit_open, one_of,
                             satisfies, ParamError, write_predictions, write_metrics, read_metrics, score_artifact)
 from .augment import AUG_PRESETS
-from .data import save_manifest
+from .data import save_manifest, manifest_hash
 from .models import read_artifact_meta
 from .calibrate import TemperatureScaler, ece
 from .mining import MiningConfig, mine, fold_jobs, write_fold_manifest, mining_effects
@@ -31,8 +32,8 @@ __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'Me
            'register_method', 'seed_jobs', 'roles_needed', 'triage_curve', 'matched', 'SeedScores', 'two_stage_seed',
            'two_stage_oof', 'explicit_three_class', 'enhanced_two_class_method', 'guaranteed_two_class',
            'ensemble_method', 'method_row', 'train_seed', 'score_seed', 'method_predictions', 'apply_methods',
-           'seed_extras', 'run_seed', 'seed_interval', 'summarize', 'recommend', 'summary_table', 'compare_figure',
-           'run_compare', 'read_results']
+           'bundle_slug', 'method_bundle', 'set_compare_default', 'seed_extras', 'run_seed', 'seed_interval',
+           'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare', 'read_results']
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
 @dataclass
@@ -85,7 +86,7 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
         e, lr = (self.epochs, self.lr) if stage == 1 else (self.epochs2, self.lr2)
         return self.train_settings(e, lr, self.batch_size, seed)
 
-# %% ../nbs/14_compare.ipynb #5b7298e3
+# %% ../nbs/14_compare.ipynb #8bcfff46
 class MethodUnavailable(Exception):
     "A method cannot run on this data; the message says why (it becomes the method's row in the results)."
 
@@ -103,6 +104,7 @@ class MethodOutput:
     forced_review: np.ndarray | None = None  # reviewed whatever the score (ensemble disagreement)
     note: str = ''                      # one line shown in the results table
     extra: dict = field(default_factory=dict)  # what else defines it: temperature, certificate, tau
+    deploy: tuple = ()                  # the artifacts its decision runs on the line (default: `models`)
 
 METHODS: dict = {}   # name -> method function, in registration (and report) order
 METHOD_NEEDS: dict = {}  # name -> roles of the trained models it reads
@@ -113,7 +115,7 @@ def register_method(name: str, needs: tuple = ('binary',)):
         METHODS[name] = fn; METHOD_NEEDS[name] = tuple(needs); return fn
     return deco
 
-# %% ../nbs/14_compare.ipynb #43086039
+# %% ../nbs/14_compare.ipynb #6479220e
 ROLES = ('binary', 'three_class', 'members', 'folds', 'stage2_is', 'stage2_oof')
 _ROLE_DEPS = {'stage2_is': ('binary',), 'stage2_oof': ('binary', 'folds'), 'members': ('binary',)}
 
@@ -150,7 +152,7 @@ def matched(curve: pd.DataFrame, review_at: float, pit_miss_at: float) -> dict:
     return dict(pit_miss_at_review=float(a.pit_miss.min()) if len(a) else float('nan'),
                 review_at_pit_miss=float(b.review_rate.min()) if len(b) else float('nan'))
 
-# %% ../nbs/14_compare.ipynb #1d63cd25
+# %% ../nbs/14_compare.ipynb #35ba9c85
 @dataclass
 class SeedScores:
     "The predictions of one seed's models on the calibration (val) and test splits, and the truth."
@@ -175,14 +177,14 @@ class SeedScores:
         lv, lt = self.preds['binary', 'val'].logits, self.preds['binary', 'test'].logits
         return ts, ts.probs(lv)[:, 1], ts.probs(lt)[:, 1]
 
-# %% ../nbs/14_compare.ipynb #f004ea3f
+# %% ../nbs/14_compare.ipynb #5ed04dee
 def _two_stage(S: SeedScores, s2: str, extra: tuple) -> MethodOutput:
     if not S.has(s2): raise MethodUnavailable(f"no {s2} model")
     q, cfg = S.probs(s2), S.cfg
     prod = ProductionPolicy(cfg.prod_review, cfg.prod_reject)
     qv = S.probs(s2, 'val')
     return MethodOutput(prod(q), q[:, 1], collapse_to_binary(q), ('binary', s2) + extra, prod, probs3=q,
-                        val_score=qv[:, 1], val_probs3=qv)
+                        val_score=qv[:, 1], val_probs3=qv, deploy=(s2,))
 
 @register_method('two-stage (seed)', needs=('stage2_is',))
 def two_stage_seed(S: SeedScores) -> MethodOutput:
@@ -194,7 +196,7 @@ def two_stage_oof(S: SeedScores) -> MethodOutput:
     "As the seed's, but each training image is mined by a fold model that did not train on it."
     return _two_stage(S, 'stage2_oof', tuple(S.names.get('folds', ())))
 
-# %% ../nbs/14_compare.ipynb #9d55ff70
+# %% ../nbs/14_compare.ipynb #bbc3d015
 @register_method('explicit 3-class', needs=('three_class',))
 def explicit_three_class(S: SeedScores) -> MethodOutput:
     "One 3-class model on the annotators' labels; argmax tiers (clean accept, maybe review, pit reject)."
@@ -204,7 +206,7 @@ def explicit_three_class(S: SeedScores) -> MethodOutput:
     return MethodOutput(ArgmaxPolicy()(q), 1 - q[:, 0], collapse_to_binary(q), ('three_class',), ArgmaxPolicy(),
                         probs3=q, val_score=qv[:, 1], val_probs3=qv)
 
-# %% ../nbs/14_compare.ipynb #04aad639
+# %% ../nbs/14_compare.ipynb #5ee3c2e8
 @register_method('enhanced 2-class')
 def enhanced_two_class_method(S: SeedScores) -> MethodOutput:
     "The temperature-scaled binary model with fixed thresholds (review / reject)."
@@ -219,9 +221,9 @@ def guaranteed_two_class(S: SeedScores) -> MethodOutput:
     except InsufficientCalibration as e: raise MethodUnavailable(str(e)) from None
     return MethodOutput(g.policy(pt), pt, pt, ('binary',), g.policy, val_score=pv,
                         note=f"accept < {g.accept_threshold:.3f}, reject >= {g.reject_threshold:.3f}",
-                        extra=dict(temperature=ts.to_meta(), certificate=g.as_dict()))
+                        extra=dict(temperature=ts.to_meta(), certificate=g.as_dict(), guaranteed=g))
 
-# %% ../nbs/14_compare.ipynb #84d3ade8
+# %% ../nbs/14_compare.ipynb #d1c1cff7
 @register_method('ensemble', needs=('binary', 'members'))
 def ensemble_method(S: SeedScores) -> MethodOutput:
     "M binary members averaged and calibrated; thresholds on the mean, review when members disagree."
@@ -235,7 +237,7 @@ def ensemble_method(S: SeedScores) -> MethodOutput:
                         forced_review=et.disagreement >= pol.tau, note=f"tau = {pol.tau:.3f}",
                         extra=dict(temperature=ev.temperature.to_meta()))
 
-# %% ../nbs/14_compare.ipynb #13895795
+# %% ../nbs/14_compare.ipynb #e1007704
 def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     "Everything measured of one method on one seed's test split."
     y, cfg = S.y_test, S.cfg; m = tier_metrics(out.tiers, y); tiers = np.asarray(out.tiers)
@@ -252,7 +254,7 @@ def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     row.update(matched(curve, cfg.matched_review, cfg.matched_pit_miss))
     return row
 
-# %% ../nbs/14_compare.ipynb #4e081bef
+# %% ../nbs/14_compare.ipynb #850912c3
 def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
     "Train the roles the selected methods need for one seed in `run`; returns {role: model name(s)}."
     run = RunFolder(run, create=True); J = seed_jobs(cfg, seed)
@@ -277,7 +279,7 @@ def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: b
     names = {r: ([j.name for j in J[r]] if isinstance(J[r], list) else J[r].name) for r in roles}
     return dict(names=names, mining=mining)
 
-# %% ../nbs/14_compare.ipynb #727276a7
+# %% ../nbs/14_compare.ipynb #d74d1767
 def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict, progress: bool = True) -> SeedScores:
     "Score every trained model of one seed on val and test (inference time measured)."
     run = RunFolder(run); preds, ms = {}, {}
@@ -290,7 +292,7 @@ def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict
     train_s = {n: read_artifact_meta(run.artifact(n))['metrics']['train_seconds'] for n in flat}
     return SeedScores(cfg, seed, val, test, preds, ms, train_s, names)
 
-# %% ../nbs/14_compare.ipynb #fa556f49
+# %% ../nbs/14_compare.ipynb #4cdb0a7c
 _TRUTH = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility')
 
 def method_predictions(name: str, out: MethodOutput, S: SeedScores) -> pd.DataFrame:
@@ -313,7 +315,36 @@ def apply_methods(S: SeedScores) -> tuple:
         outs[name] = out; rows.append(method_row(name, out, S)); preds.append(method_predictions(name, out, S))
     return rows, (pd.concat(preds, ignore_index=True) if preds else pd.DataFrame()), outs
 
-# %% ../nbs/14_compare.ipynb #cebab4f2
+# %% ../nbs/14_compare.ipynb #1704529c
+def bundle_slug(method: str) -> str:
+    "A folder name for a method: 'two-stage (seed)' -> 'two-stage-seed'."
+    import re
+    return re.sub(r'[^a-z0-9]+', '-', method.lower()).strip('-')
+
+def method_bundle(run, name: str, out: MethodOutput, S: SeedScores) -> Path:
+    "The decision of method `name` on the seed of `S` as a bundle in `<run>/bundles/<slug>/`."
+    from cherry_nb.deploy import save_bundle
+    run = RunFolder(run); sd = run / f'seed{S.seed}'
+    models = [sd / 'artifacts' / n for n in (out.deploy or out.models)]
+    cal = (dict(p_pit=out.val_score, y_pit=S.y_val, manifest_hash=manifest_hash(S.val), split='val')
+           if out.val_score is not None else None)
+    return save_bundle(run.bundle(bundle_slug(name)), models, out.extra.get('guaranteed') or out.policy, name,
+                       temperature=out.extra.get('temperature'), calibration=cal, lineage=dict(seed=S.seed),
+                       run=run.name, overwrite=True)
+
+def set_compare_default(run, summary: pd.DataFrame, best: str | None) -> str | None:
+    "Name the default bundle: the recommended method, else the safest one that has a bundle (and say so)."
+    have = set(bundle_names(run)); avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)
+                                            and bundle_slug(r['method']) in have]
+    if best is not None and bundle_slug(best) in have:
+        return set_default_bundle(run, bundle_slug(best), f"recommended: {best}") and best
+    if not avail: return None
+    safest = min(avail, key=lambda r: r['pit_miss'].hi)['method']
+    set_default_bundle(run, bundle_slug(safest), f"no method meets the safety target; {safest} is the safest "
+                       "(lowest pooled pit-miss upper bound): review before any use")
+    return safest
+
+# %% ../nbs/14_compare.ipynb #98236372
 def seed_extras(S: SeedScores, mining: dict) -> tuple:
     "(mining rows, two-stage rows) of one seed."
     mrows = [dict(seed=S.seed, mode=mode, **mining_effects(m)) for mode, m in mining.items()]
@@ -329,12 +360,14 @@ def seed_extras(S: SeedScores, mining: dict) -> tuple:
     return mrows, trows
 
 def run_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
-    "Train, score and apply every selected method for one seed in `run/seed<k>/`."
+    "Train, score and apply every selected method for one seed in `run/seed<k>/` (seed 0: and write its bundles)."
     sd = RunFolder(run).sub(f'seed{seed}')
     t = train_seed(df, cfg, seed, sd, progress)
     say(f"seed {seed}: score and apply {len(cfg.method_names())} methods", prefix='compare')
     S = score_seed(df, cfg, seed, sd, t['names'], progress)
     rows, preds, outs = apply_methods(S)
+    if seed == 0:
+        for name, out in outs.items(): method_bundle(run, name, out, S)
     mrows, trows = seed_extras(S, t['mining'])
     return dict(rows=rows, predictions=preds, outputs=outs, mining=mrows, two_stage=trows, scores=S)
 
@@ -371,7 +404,7 @@ def summarize(rows: list) -> pd.DataFrame:
                                + [r['method'] for r in rows]))
     return pd.DataFrame([_summary_row(m, rows) for m in names])
 
-# %% ../nbs/14_compare.ipynb #2781b2a0
+# %% ../nbs/14_compare.ipynb #507b5fce
 def recommend(summary: pd.DataFrame, target: float) -> tuple:
     "(method or None, sentence): lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
     avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)]
@@ -410,7 +443,7 @@ def summary_table(summary: pd.DataFrame, cfg: dict) -> pd.DataFrame:
             r['note']} for _, r in summary.iterrows()]
     return pd.DataFrame(rows).fillna('')
 
-# %% ../nbs/14_compare.ipynb #0f670bf6
+# %% ../nbs/14_compare.ipynb #df49a426
 _COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f']
 
 def _err(m, lo, hi):
@@ -434,7 +467,7 @@ def compare_figure(summary: pd.DataFrame, rows: list, target: float | None = Non
                       yaxis_tickformat='.1%', height=480, width=820)
     return fig
 
-# %% ../nbs/14_compare.ipynb #bfa13130
+# %% ../nbs/14_compare.ipynb #613af90f
 def _results(cfg: CompareConfig) -> dict:
     return dict(rows=[], mining=[], two_stage=[], guaranteed=[], config=asdict(cfg), methods=cfg.method_names())
 
@@ -459,7 +492,8 @@ def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True
     summary = summarize(res['rows']); best, why = recommend(summary, cfg.safety_target)
     res.update(summary=summary, recommended=best, recommendation=why)
     atomic_write(run / 'comparison.csv', summary_table(summary, asdict(cfg)).to_csv(index=False))
-    write_metrics(run, dict(recommended=best, recommendation=why, config=asdict(cfg),
+    default = set_compare_default(run, summary, best)
+    write_metrics(run, dict(recommended=best, recommendation=why, config=asdict(cfg), default_bundle=default,
                             summary=summary.to_dict(orient='records')))
     return res
 
