@@ -204,6 +204,14 @@ def _deploy_parsers(sub):
     d.add_argument('--group-col', default=None, help='column (e.g. cherry_id) for one decision per group')
     d.add_argument('--group-rule', default='most-severe', help="per-group rule: 'most-severe' or 'majority'")
     d.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'auto'")
+    d.add_argument('--watch', action='store_true', help='also watch the scores against the calibration split')
+    w = sub.add_parser('watch', help='score a folder in arrival order and watch for shift (exit 3 on alarm)')
+    w.add_argument('bundle', help='a bundle folder, or a run folder (its bundles/default)')
+    w.add_argument('input', help='the incoming images: a folder or a manifest CSV')
+    w.add_argument('--out', default=None, help='output folder (default: watch-<input> here)')
+    for p in (d, w):
+        p.add_argument('--level', type=float, default=0.01, help='false-alarm probability of the watch')
+        p.add_argument('--time-col', default=None, help='arrival-time column of the input (default: file order)')
     x = sub.add_parser('export', help="export a decision bundle (or a run folder's default bundle) to ONNX")
     x.add_argument('bundle'); x.add_argument('--onnx', required=True, help='the .onnx file to write')
     x.add_argument('--check', default=None, help='an image folder to validate onnxruntime against torch on')
@@ -250,6 +258,9 @@ def _cmd_other(a) -> int:
     if a.cmd in ('predict', 'export'):
         from cherry_nb import deploy
         return deploy.predict_command(a) if a.cmd == 'predict' else deploy.export_command(a)
+    if a.cmd == 'watch':
+        from cherry_nb.watch import watch_command
+        return watch_command(a)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 

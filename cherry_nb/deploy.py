@@ -583,10 +583,11 @@ def _truth(df: pd.DataFrame) -> np.ndarray:
     if col is None: return np.full(len(df), np.nan)
     return df[col].astype(str).map({'clean': 0.0, 'pit': 1.0}).to_numpy(dtype=float)
 
-def _predictions(b: Bundle, df: pd.DataFrame, p, t, group_col, labelled: bool) -> pd.DataFrame:
+def _predictions(b: Bundle, df: pd.DataFrame, p, t, group_col, labelled: bool, keep=()) -> pd.DataFrame:
     out = pd.DataFrame(dict(relpath=df['relpath'].to_numpy(), path=df['path'].to_numpy(), p_pit=p,
                             tier=np.asarray(TIERS)[t], method=b.method, bundle_digest=b.digest))
     if group_col: out.insert(2, group_col, df[group_col].to_numpy())
+    for c in keep: out[c] = df[c].to_numpy()
     if labelled: out['label'], out['y_pit'] = df['label'].to_numpy(), _truth(df)
     return out
 
@@ -659,6 +660,7 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
                    check: str = 'decode',      # how files are checked first: 'decode' (finds truncation) or 'header'
                    progress: bool = True,      # progress bars
                    verbose: bool = True,       # print the report
+                   keep: tuple = (),           # input columns to carry into predictions.csv (e.g. a time column)
                   ) -> FolderPredictions:
     "Score every image of `src` with a bundle; write predictions (and per-group decisions) atomically; skip bad files."
     b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
@@ -667,11 +669,11 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
     if group_rule not in GROUP_RULES:
         raise ValueError(f"group_rule must be one of {list(GROUP_RULES)}; got {group_rule!r}")
     df = read_inputs(src, labels, check, workers, progress)
-    if group_col and group_col not in df.columns:
-        raise ValueError(f"group column {group_col!r} not in the input; it has {[c for c in df.columns]}")
+    for c in [group_col, *keep]:
+        if c and c not in df.columns: raise ValueError(f"column {c!r} not in the input; it has {list(df.columns)}")
     p, t, failed = score_files(b, list(df['path']), batch_size, workers, device, progress)
     ok = t >= 0
-    preds = _predictions(b, df[ok], p[ok], t[ok], group_col, bool(df.attrs.get('labelled')))
+    preds = _predictions(b, df[ok], p[ok], t[ok], group_col, bool(df.attrs.get('labelled')), keep)
     groups = group_decisions(preds, group_col, group_rule) if group_col else None
     skipped = pd.DataFrame(list(df.attrs.get('skipped', [])) + failed, columns=['path', 'reason'])
     m = _metrics(preds['tier'], preds['y_pit']) if 'y_pit' in preds.columns else None
@@ -766,11 +768,15 @@ def export_onnx(bundle,                  # a Bundle, bundle folder or run folder
 
 # %% ../nbs/16_deploy.ipynb #90da2e94
 def predict_command(a) -> int:
-    "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C] [--group-rule R] [--device D]`."
+    "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C] [--group-rule R] [--device D] [--watch]`."
     out = Path(a.out) if a.out else Path.cwd() / f"predictions-{Path(a.input).expanduser().resolve().stem}"
-    predict_folder(resolve_bundle(a.bundle), a.input, out, group_col=a.group_col, group_rule=a.group_rule,
-                   device=a.device)
-    return 0
+    tc = getattr(a, 'time_col', None); b = load_bundle(resolve_bundle(a.bundle))
+    res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,
+                         keep=(tc,) if tc else ())
+    if not getattr(a, 'watch', False): return 0
+    from cherry_nb.watch import watch_predictions, watch_summary
+    w, path, _ = watch_predictions(res.predictions, b, out, a.level, tc); print(watch_summary(w, path))
+    return 3 if w.alarm else 0
 
 def export_command(a) -> int:
     "`cherry-nb export BUNDLE|RUN --onnx OUT.onnx [--check INPUT]`: export and validate with onnxruntime."

@@ -19,7 +19,7 @@ from .core import *
 __all__ = ['Reference', 'rank_groups', 'polya_steps', 'reference_band', 'conditional_steps', 'polya_pvalues', 'jumper', 'Watch',
            'watch_alarms', 'ks_alarms', 'shewhart_alarms', 'cusum_limit', 'cusum_alarms', 'pit_rate_upper',
            'pit_rate_lower', 'to_pit_miss', 'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan', 'watch_scores',
-           'write_watch']
+           'write_watch', 'bundle_reference', 'watch_predictions', 'watch_summary', 'watch_folder', 'watch_command']
 
 # %% ../nbs/17_watch.ipynb #w0000008
 def _finite_1d(x, what: str) -> np.ndarray:
@@ -442,3 +442,51 @@ def write_watch(out_dir,                  # folder to write (created)
                  alarm=atomic_write_json(out / f'{stem}_alarm.json', alarm),
                  figure=atomic_write(out / f'{stem}.html', watch.figure(times).to_html(include_plotlyjs=True)))
     return files
+
+# %% ../nbs/17_watch.ipynb #2e2d933a
+def bundle_reference(bundle) -> np.ndarray:
+    "The calibration split's pit scores a bundle carries: the watch's reference."
+    from cherry_nb.deploy import Bundle, load_bundle, resolve_bundle
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
+    cs = b.calibration_scores
+    if cs is None or not len(cs):
+        raise ValueError(f"bundle {b.path} holds no calibration scores (it was saved without `calibration=`); a "
+                         "watch needs the calibration split's scores as its reference")
+    return cs['p_pit'].to_numpy()
+
+def watch_predictions(preds: pd.DataFrame,       # scored cherries: `p_pit` per row, in file order
+                      bundle,                    # the bundle that scored them (its calibration scores: the reference)
+                      out_dir,                   # where the watch files go
+                      level: float = 0.01,       # false-alarm probability over an unbounded stream
+                      time_col: str | None = None,  # arrival time column of `preds` (None: row order)
+                     ) -> tuple:
+    "(watch, path, files): the watch run over the predictions in arrival order, its files written atomically."
+    times = preds[time_col].to_numpy() if time_col else None
+    w, path = watch_scores(preds['p_pit'].to_numpy(), bundle_reference(bundle), level, times)
+    path.insert(1, 'relpath', preds['relpath'].to_numpy()[path['index'].to_numpy()])
+    return w, path, write_watch(out_dir, w, path)
+
+def watch_summary(w: Watch, path: pd.DataFrame) -> str:
+    "One line: how many cherries were watched and whether (and where) the alarm went off."
+    if not w.alarm:
+        return f"watch: {w.t} cherries, no alarm (largest log10 martingale {path['log10_martingale'].max():.2f}, " \
+               f"alarm at {w.threshold:.2f})"
+    at = path.iloc[w.alarm_at - 1]
+    return (f"watch: ALARM at cherry {w.alarm_at} of {w.t} ({at['relpath']}): incoming scores no longer look like "
+            f"the calibration split (false-alarm probability <= {w.level:g}); check the line before trusting the tiers")
+
+# %% ../nbs/17_watch.ipynb #0343fbfa
+def watch_folder(bundle, src, out_dir, level: float = 0.01, time_col: str | None = None,
+                 progress: bool = True) -> tuple:
+    "Score folder `src` with `bundle` (`deploy.predict_folder`), then watch the scores: (watch, path, files)."
+    from cherry_nb.deploy import load_bundle, resolve_bundle, predict_folder
+    b = load_bundle(resolve_bundle(bundle))
+    res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False)
+    return watch_predictions(res.predictions, b, out_dir, level, time_col)
+
+def watch_command(a) -> int:
+    "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C]`: 0 quiet, 3 alarm."
+    out = Path(a.out) if a.out else Path.cwd() / f"watch-{Path(a.input).expanduser().resolve().stem}"
+    w, path, files = watch_folder(a.bundle, a.input, out, a.level, a.time_col)
+    print(watch_summary(w, path)); print(f"watch files: {', '.join(str(f) for f in files.values())}")
+    return 3 if w.alarm else 0

@@ -47,6 +47,23 @@ def test_workflow_end_to_end(tiny, tmp_path):
         assert s in rep
     assert ('DEPLOY TO PRODUCTION' in rep) != ('DO NOT DEPLOY' in rep)
     html = (run / 'report.html').read_text(); assert 'plotly' in html and '<table>' in html
+    # score new cherries with the run's default bundle, export it, and check that the three agree
+    new = render_dataset(tmp_path / 'new', n_train=0, n_val=0, n_test=120, size=32, workers=1, progress=False, seed=9)
+    r = subprocess.run([EXE, 'predict', str(run), str(new), '--out', str(tmp_path / 'pred')], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0 and 'pit-miss' in r.stdout, r.stderr[-3000:]
+    pred = pd.read_csv(tmp_path / 'pred' / 'predictions.csv')
+    assert len(pred) == 120 and (pred.method == 'two-stage (seed)').all()
+    from cherry_nb.deploy import load_bundle, resolve_bundle
+    b = load_bundle(resolve_bundle(run))
+    sc = b.predict(list(pred.path))
+    assert (np.asarray(['accept', 'review', 'reject'])[sc.tier] == pred.tier.to_numpy()).all()
+    r = subprocess.run([EXE, 'export', str(run), '--onnx', str(tmp_path / 'd.onnx'), '--check', str(new)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0 and 'tiers agree 120/120' in r.stdout, r.stdout + r.stderr[-3000:]
+    run_miss = m['production_tiers_test']['pit_miss']; y = pred.y_pit.to_numpy()
+    new_miss = ((pred.tier == 'accept') & (y == 1)).sum() / max(y.sum(), 1)
+    assert run_miss['lo'] - 1e-9 <= new_miss <= run_miss['hi'] + 1e-9, (new_miss, run_miss)
     # tampering with the mined labels breaks the lineage
     (run / 'mined_manifest.csv').write_text((run / 'mined_manifest.csv').read_text() + '\n')
     with pytest.raises(ValueError, match='mining_manifest_hash'): verify_lineage(run)

@@ -137,3 +137,34 @@ def test_watch_scores_and_write_watch(tmp_path):
     back = pd.read_csv(files['path'])
     assert len(back) == 1000 and back['alarm'].sum() == 1000 - w.alarm_at + 1
     with pytest.raises(ValueError, match='times has'): watch_scores(scores, ref, times=times[:5])
+
+
+@pytest.mark.slow
+def test_watch_command_end_to_end(tmp_path):
+    "`cherry-nb watch` and `cherry-nb predict --watch` on tiny data: files written, quiet on a mixed folder order"
+    import shutil, subprocess, sys, json
+    from pathlib import Path
+    from cherry_nb.testing import tiny_manifest, tiny_job
+    from cherry_nb.runs import RunFolder, score_artifact
+    from cherry_nb.data import save_manifest
+    from cherry_nb.jobs import run_job
+    from cherry_nb.deploy import save_bundle
+    from cherry_nb.tiers import ThresholdPolicy
+    exe = str(Path(sys.executable).parent / 'cherry-nb')
+    df = tiny_manifest(n_val=60)
+    run = RunFolder(tmp_path / 'run', create=True); save_manifest(df, run / 'manifest.csv')
+    run_job(tiny_job(), run, progress=False)
+    val = df[df.split == 'val']
+    cal = dict(p_pit=score_artifact(run.artifact('model'), val, progress=False).pit_score,
+               y_pit=(val.label == 'pit').to_numpy())
+    b = save_bundle(tmp_path / 'bundle', run.artifact('model'), ThresholdPolicy(0.65, 0.85), 'demo', calibration=cal)
+    same = tmp_path / 'same'; same.mkdir()
+    for i in range(120): shutil.copy(df.path[0], same / f'{i:03d}.png')
+    r = subprocess.run([exe, 'watch', str(b), str(same), '--out', str(tmp_path / 'w'), '--level', '0.05'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 3 and 'ALARM at cherry' in r.stdout, r.stdout + r.stderr
+    alarm = json.loads((tmp_path / 'w' / 'watch_alarm.json').read_text())
+    assert alarm['alarm'] and alarm['cherries'] == 120 and (tmp_path / 'w' / 'watch.html').exists()
+    r = subprocess.run([exe, 'predict', str(b), str(same), '--out', str(tmp_path / 'p'), '--watch'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 3 and (tmp_path / 'p' / 'predictions.csv').exists() and 'watch:' in r.stdout
