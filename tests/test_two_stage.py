@@ -57,7 +57,7 @@ def test_workflow_end_to_end(tiny, tmp_path):
     from cherry_nb.deploy import load_bundle, resolve_bundle
     b = load_bundle(resolve_bundle(run))
     sc = b.predict(list(pred.path))
-    assert (np.asarray(['accept', 'review', 'reject'])[sc.tier] == pred.tier.to_numpy()).all()
+    assert (sc.tiers == pred.tier.to_numpy()).all() and np.allclose(sc.p_pit, pred.p_pit, atol=1e-6)
     r = subprocess.run([EXE, 'export', str(run), '--onnx', str(tmp_path / 'd.onnx'), '--check', str(new)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0 and 'tiers agree 120/120' in r.stdout, r.stdout + r.stderr[-3000:]
