@@ -221,8 +221,8 @@ def _policy_text(self: ExplorerState) -> str:
     txt = f"accept {score} < {r:.3f} <= review < {j:.3f} <= reject"
     if self.mode == 'guaranteed':
         g = self.guarantee()
-        txt += (f"; certified on '{self.cal_split}' ({g.n_pits} pitted, {g.n_clean} clean {self.unit.split()[0]}): "
-                f"pit-miss per {g.unit} <= {g.alpha:g} "
+        txt += (f"; certified on '{self.cal_split}' ({g.n_pits} pits, {g.n_clean} clean): pit-miss per {g.unit} "
+                f"<= {g.alpha:g} "
                 f"with probability >= {1 - g.delta:g}"
                 + (f", false-reject <= {g.beta:g}" if g.beta else ', no review tier'))
     return txt

@@ -331,12 +331,13 @@ def _check_groups(groups, n: int, unit: str, allow_dependent: bool) -> int | Non
     "The number of groups; refuses groups with several rows unless `allow_dependent` (and never for unit 'cherry')."
     if unit not in ('image', 'cherry'): raise ValueError(f"unit must be 'image' or 'cherry'; got {unit!r}")
     if groups is None: return None
-    g = pd.Series(np.asarray(groups))
+    g = pd.Series(np.asarray(groups, dtype=object))
     if len(g) != n: raise ValueError(f"groups has {len(g)} entries but there are {n} scores")
+    if g.isna().any(): raise ValueError(f"{int(g.isna().sum())} rows have no group (a missing cherry id)")
     sizes = g.value_counts(sort=True)
     if sizes.iloc[0] == 1 or (allow_dependent and unit == 'image'): return len(sizes)
     big = sizes[sizes > 1]
-    why = (f"{len(big)} of {len(sizes)} groups have several calibration rows (e.g. {big.index[0]!r}: {big.iloc[0]} "
+    why = (f"{len(big)} of {len(sizes)} groups have several calibration rows (e.g. {big.index[0]}: {big.iloc[0]} "
            "rows). Views of one cherry are not independent draws, so a pit-miss guarantee computed as if they were "
            "does not hold for the decision made per cherry")
     if unit == 'cherry': raise DependentCalibration(f"unit='cherry' needs one row per cherry: {why}")

@@ -211,7 +211,7 @@ def resplit_coverage(view_scores,              # pit score per view of the score
                      k: int = 2,               # views averaged by 'topk'
                      seed: int = 0,            # fixes the draws
                     ) -> pd.DataFrame:
-    "Per draw of calibration cherries: certified thresholds, the pool's per-cherry pit-miss there (`risk`), `covered`."
+    "Per draw of calibration cherries: thresholds, the pool's pit-miss per cherry there (`risk`), `covered`, accepted."
     tab = cherry_scores(view_scores, groups, rule, k, y=y)
     tab = tab[tab.n_scored > 0].reset_index(drop=True)
     s, yc, n = tab.score.to_numpy(), tab.y_pit.to_numpy(), len(tab)
@@ -230,7 +230,8 @@ def resplit_coverage(view_scores,              # pit score per view of the score
         else: t, j = _certify(s[idx], yc[idx], alpha, delta, beta)
         oob = np.setdiff1d(np.arange(n), idx); po = oob[yc[oob] == 1]
         out.append(dict(resplit=r, accept_threshold=t, reject_threshold=j,
-                        risk=float((s[yc == 1] < t).mean()), review=float(((s >= t) & (s < j)).mean()),
+                        risk=float((s[yc == 1] < t).mean()), accepted=float((s < t).mean()),
+                        review=float(((s >= t) & (s < j)).mean()),
                         test_pits_accepted=int((s[po] < t).sum()), test_pits=len(po)))
     df = pd.DataFrame(out)
     df['covered'] = df.risk <= alpha
@@ -242,7 +243,8 @@ def coverage_summary(df: pd.DataFrame) -> dict:
     a = df.attrs
     return dict(unit='image (views as independent rows)' if a['per_image'] else 'cherry', rule=a['rule'],
                 alpha=a['alpha'], promised=1 - a['delta'], coverage=rate(int(df.covered.sum()), len(df)),
-                mean_risk=float(df.risk.mean()), mean_review=float(df.review.mean()),
+                mean_risk=float(df.risk.mean()), mean_accepted=float(df.accepted.mean()),
+                mean_review=float(df.review.mean()),
                 test_pit_miss=rate(int(df.test_pits_accepted.sum()), int(df.test_pits.sum())),
                 n_pool=a['n_pool'], n_cal=a['n_cal'])
 
