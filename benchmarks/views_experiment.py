@@ -13,7 +13,7 @@ Everything trained or scored is cached under --out (runs/ is not in git), so a r
 Results: benchmarks/results/views_experiment.{json,md}.
 Usage: python benchmarks/views_experiment.py [--out runs/views-experiment] [--seeds 0 1 2] [--epochs 6]
 """
-import argparse, json, math, time
+import argparse, math, time
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch

@@ -4,7 +4,6 @@
 
 # %% ../nbs/10a_views.ipynb #6dfda03f
 from __future__ import annotations
-import math
 from dataclasses import dataclass, asdict
 from typing import ClassVar
 
