@@ -13,9 +13,10 @@ from fastcore.basics import patch
 import pandas as pd
 from .core import *
 from .runs import read_predictions, PREDICTION_COLUMNS
-from .tiers import (ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration, ProductionPolicy,
-                             ThresholdPolicy, TierMetrics, cost_curve, enhanced_two_class, guaranteed_tiers,
-                             risk_coverage_figure, score_histogram, tier_metrics)
+from .tiers import (ArgmaxPolicy, Costs, DependentCalibration, GuaranteedTiers, InsufficientCalibration,
+                             ProductionPolicy, ThresholdPolicy, TierMetrics, cost_curve, enhanced_two_class,
+                             guaranteed_tiers, risk_coverage_figure, score_histogram, tier_metrics)
+from .views import RULES, cherry_scores
 
 # %% auto #0
 __all__ = ['MODES', 'PRESETS', 'NoCalibrationSplit', 'ExplorerState', 'thumbnail_uri', 'plotly_output', 'Explorer', 'explore']
@@ -28,9 +29,19 @@ PRESETS = {'enhanced 2-class': (enhanced_two_class().review, enhanced_two_class(
 class NoCalibrationSplit(ValueError):
     "Guaranteed mode needs a calibration split and the model has none selected."
 
+def _per_cherry(r: pd.DataFrame, rule: str) -> pd.DataFrame:
+    "One row per cherry: the rule's score as `p_pit`, the truth, views, and the image of its highest-scoring view."
+    r = r.assign(cherry_id=r.cherry_id.astype(str))
+    tab = cherry_scores(r.p_pit.to_numpy(), r.cherry_id.to_numpy(), rule, y=r.y_pit.to_numpy())
+    top = r.sort_values(['p_pit', 'relpath'], ascending=[False, True], kind='stable').drop_duplicates('cherry_id')
+    out = tab.rename(columns={'score': 'p_pit'}).merge(top[['cherry_id', 'model', 'split', 'relpath', 'path', 'label']],
+                                                       on='cherry_id', how='left')
+    return out.assign(p_clean=np.nan, p_maybe=np.nan)
+
 class ExplorerState:
     "The threshold explorer without widgets: predictions, settings, and the tier table, figures and gallery they give."
-    _SETTINGS = ('model', 'eval_split', 'cal_split', 'mode', 'review', 'reject', 'alpha', 'delta', 'beta', 'costs')
+    _SETTINGS = ('model', 'eval_split', 'cal_split', 'mode', 'review', 'reject', 'alpha', 'delta', 'beta', 'costs',
+                 'rule')
     def __init__(self, src,                       # run folder, predictions.csv path or DataFrame (`read_predictions`)
                  model: str | None = None,        # model shown (default: the first in the file)
                  eval_split: str | None = None,   # split evaluated (default 'test', else the model's first split)
@@ -43,15 +54,16 @@ class ExplorerState:
                  beta: float | None = 0.05,       # guaranteed mode: target false-reject rate (None/0: no review tier)
                  costs: Costs | None = None,      # per-outcome costs (default `tiers.Costs()`)
                  image_root=None,                 # folder the relpaths are relative to, if `path` no longer exists
+                 rule: str | None = None,         # per cherry: its views (`cherry_id`) aggregated by this rule
                 ):
         self.preds = read_predictions(src)
         self.root = None if isinstance(src, pd.DataFrame) else Path(self.preds.attrs['source']).parent
         self.image_root = None if image_root is None else Path(image_root)
         self.model, self.eval_split, self.cal_split, self.mode = self.models[0], None, None, 'thresholds'
         self.review, self.reject, self.alpha, self.delta, self.beta = 0.65, 0.85, 0.01, 0.1, 0.05
-        self.costs, self._memo, self._thumbs = Costs(), {}, {}
+        self.costs, self._memo, self._thumbs, self.rule = Costs(), {}, {}, None
         self.update(model=model or self.models[0], eval_split=eval_split, cal_split=cal_split, mode=mode, review=review,
-                    reject=reject, alpha=alpha, delta=delta, beta=beta, costs=costs or Costs())
+                    reject=reject, alpha=alpha, delta=delta, beta=beta, costs=costs or Costs(), rule=rule)
 
     @property
     def models(self) -> list: return list(pd.unique(self.preds.model))
@@ -59,9 +71,19 @@ class ExplorerState:
         "Splits present for `model` (default: the current one), in file order."
         return list(pd.unique(self.preds.split[self.preds.model == (model or self.model)]))
     def rows(self, split: str) -> pd.DataFrame:
-        "The current model's rows of `split`, sorted by relpath."
+        "The current model's rows of `split`, sorted by relpath (with a `rule`: one row per cherry, by cherry_id)."
         m = (self.preds.model == self.model) & (self.preds.split == split)
-        return self.preds[m].sort_values('relpath', kind='stable').reset_index(drop=True)
+        r = self.preds[m].sort_values('relpath', kind='stable').reset_index(drop=True)
+        return r if self.rule is None else _per_cherry(r, self.rule)
+    @property
+    def has_views(self) -> bool:
+        "Whether the predictions hold several rows (views) of some cherry (`cherry_id`) in one model and split."
+        p = self.preds
+        return 'cherry_id' in p and bool(p.duplicated(['model', 'split', 'cherry_id']).any())
+    @property
+    def unit(self) -> str:
+        "What one row of the tables is: 'images' or 'cherries (<rule>)'."
+        return 'images' if self.rule is None else f"cherries ({self.rule} of their views)"
     @property
     def eval_rows(self) -> pd.DataFrame: return self._cached('eval_rows', lambda: self.rows(self.eval_split))
     def is_three_class(self, model: str | None = None) -> bool:
@@ -71,7 +93,7 @@ class ExplorerState:
     @property
     def three_class(self) -> bool: return self.is_three_class()
     @property
-    def modes(self) -> tuple: return MODES if self.three_class else MODES[:2]
+    def modes(self) -> tuple: return MODES if self.three_class and self.rule is None else MODES[:2]
 
     def update(self, **changes) -> ExplorerState:
         "Change settings (checked); thresholds are clamped so that 0 <= review <= reject <= 1, the value given winning."
@@ -79,7 +101,12 @@ class ExplorerState:
         if unknown: raise TypeError(f"unknown explorer settings {unknown}; expected some of {list(self._SETTINGS)}")
         model = changes.get('model', self.model)
         if model not in self.models: raise ValueError(f"unknown model {model!r}; the predictions hold {self.models}")
-        sp, modes = self.splits(model), (MODES if self.is_three_class(model) else MODES[:2])
+        rule = changes.get('rule', self.rule)
+        if rule is not None and rule not in RULES:
+            raise ValueError(f"rule must be None (per image) or one of {list(RULES)}; got {rule!r}")
+        if rule is not None and 'cherry_id' not in self.preds:
+            raise ValueError("deciding per cherry needs a cherry_id column in the predictions (one row per view)")
+        sp, modes = self.splits(model), (MODES if self.is_three_class(model) and rule is None else MODES[:2])
         ev = changes.get('eval_split', self.eval_split)
         if ev is None or (ev not in sp and 'eval_split' not in changes): ev = 'test' if 'test' in sp else sp[0]
         if ev not in sp: raise ValueError(f"model {model!r} has no split {ev!r}; its splits are {sp}")
@@ -104,7 +131,7 @@ class ExplorerState:
         costs = changes.get('costs', self.costs)
         if not isinstance(costs, Costs): costs = Costs(**costs)
         self.model, self.eval_split, self.cal_split, self.mode, self.review, self.reject = model, ev, cal, mode, r, j
-        self.alpha, self.delta, self.beta, self.costs = a, d, b, costs
+        self.alpha, self.delta, self.beta, self.costs, self.rule = a, d, b, costs, rule
         self._memo = {}
         return self
 
@@ -115,7 +142,7 @@ class ExplorerState:
     def __repr__(self):
         return (f"ExplorerState(model={self.model!r}, eval_split={self.eval_split!r}, cal_split={self.cal_split!r}, "
                 f"mode={self.mode!r}, review={self.review:g}, reject={self.reject:g}, alpha={self.alpha:g}, "
-                f"delta={self.delta:g}, beta={self.beta}, {len(self.eval_rows)} cherries)")
+                f"delta={self.delta:g}, beta={self.beta}, {len(self.eval_rows)} {self.unit})")
 
 # %% ../nbs/13_explorer.ipynb #5e3efc91
 def _cal_split(self: ExplorerState) -> pd.DataFrame:
@@ -129,7 +156,9 @@ def guarantee(self: ExplorerState) -> GuaranteedTiers:
     "Thresholds certified on the calibration split at the current alpha, delta, beta (`tiers.guaranteed_tiers`)."
     def fit():
         c = _cal_split(self)
-        return guaranteed_tiers(c.p_pit.to_numpy(), c.y_pit.to_numpy(), self.alpha, self.delta, self.beta)
+        groups = c.cherry_id.astype(str).to_numpy() if 'cherry_id' in c else None   # views: refused per image
+        return guaranteed_tiers(c.p_pit.to_numpy(), c.y_pit.to_numpy(), self.alpha, self.delta, self.beta,
+                                groups=groups, unit='image' if self.rule is None else 'cherry')
     return self._cached('guarantee', fit)
 
 @patch
@@ -188,10 +217,12 @@ def _format_table(t: pd.DataFrame) -> pd.DataFrame:
 def _policy_text(self: ExplorerState) -> str:
     if self.mode == 'argmax': return '3-class argmax: clean -> accept, maybe -> review, pit -> reject'
     r, j = self.thresholds()
-    txt = f"accept p_pit < {r:.3f} <= review < {j:.3f} <= reject"
+    score = 'p_pit' if self.rule is None else f"{self.rule} of the views' p_pit"
+    txt = f"accept {score} < {r:.3f} <= review < {j:.3f} <= reject"
     if self.mode == 'guaranteed':
         g = self.guarantee()
-        txt += (f"; certified on '{self.cal_split}' ({g.n_pits} pits, {g.n_clean} clean): pit-miss <= {g.alpha:g} "
+        txt += (f"; certified on '{self.cal_split}' ({g.n_pits} pits, {g.n_clean} clean): pit-miss per {g.unit} "
+                f"<= {g.alpha:g} "
                 f"with probability >= {1 - g.delta:g}"
                 + (f", false-reject <= {g.beta:g}" if g.beta else ', no review tier'))
     return txt
@@ -210,10 +241,11 @@ def table_html(self: ExplorerState) -> str:
         return (f"{_CSS}<div class='cherry-tier cherry-insufficient'><b>Guaranteed thresholds unavailable: "
                 f"needs {err.needed} {err.which}s, has {err.have}.</b>"
                 f"<p class='cherry-message'>{e(str(err))}</p></div>")
-    except NoCalibrationSplit as err:
+    except (NoCalibrationSplit, DependentCalibration) as err:
         return f"{_CSS}<div class='cherry-tier cherry-insufficient'><p class='cherry-message'>{e(str(err))}</p></div>"
     n_pit = int(self.eval_rows.y_pit.sum())
-    head = f"<b>{e(self.model)}</b> on <b>{e(self.eval_split)}</b> ({m.n} cherries, {n_pit} pits): {e(policy)}"
+    head = (f"<b>{e(self.model)}</b> on <b>{e(self.eval_split)}</b> ({m.n} {e(self.unit)}, {n_pit} pitted): "
+            f"{e(policy)}")
     same = self.mode == 'guaranteed' and self.cal_split == self.eval_split
     warn = (f"<div class='cherry-warning'>calibration and evaluation split are the same ('{e(self.eval_split)}'): "
             "these numbers do not test the guarantee</div>") if same else ''
@@ -226,8 +258,8 @@ def figures(self: ExplorerState, height: int = 360) -> dict:
     "{'histogram', 'risk_coverage', 'cost'}: plotly figures of the evaluation split under the current settings."
     r = self.eval_rows; s, y = r.p_pit.to_numpy(), r.y_pit.to_numpy()
     try: th, t = self.thresholds(), self.tiers()
-    except (InsufficientCalibration, NoCalibrationSplit): th, t = None, None
-    name = f"{self.model} / {self.eval_split}"
+    except (InsufficientCalibration, NoCalibrationSplit, DependentCalibration): th, t = None, None
+    name = f"{self.model} / {self.eval_split}" + ('' if self.rule is None else f" per cherry ({self.rule})")
     hist = score_histogram(s, y, thresholds=None if th is None else dict(review=th[0], reject=th[1]),
                            title=f"{name}: pit score by true class")
     points = {}
@@ -302,15 +334,54 @@ def _thumb_html(self: ExplorerState, row, size: int) -> str:
 def gallery_html(self: ExplorerState, n: int = 4, size: int = 96) -> str:
     "The gallery as HTML: per tier, its count and `n` thumbnails (placeholders for missing images)."
     try: picks, counts = self.gallery(n), self.metrics().counts
-    except (InsufficientCalibration, NoCalibrationSplit) as err:
+    except (InsufficientCalibration, NoCalibrationSplit, DependentCalibration) as err:
         return f"{_CSS}<p class='cherry-message'>no tiers to show: {_html.escape(str(err))}</p>"
     parts = []
     for tier, g in picks.items():
         thumbs = ''.join(self._thumb_html(row, size) for row in g.itertuples())
-        parts.append(f"<div class='cherry-gallery-tier' data-tier='{tier}'><b>{tier}</b>: {counts[tier]} cherries"
+        parts.append(f"<div class='cherry-gallery-tier' data-tier='{tier}'><b>{tier}</b>: {counts[tier]} "
+                     f"{self.unit.split()[0]}"
                      f"{' (examples spread over the pit scores)' if len(g) else ''}"
                      f"<div class='cherry-thumbs'>{thumbs}</div></div>")
     return _CSS + "<div class='cherry-gallery-grid'>" + ''.join(parts) + '</div>'
+
+# %% ../nbs/13_explorer.ipynb #79900fa7
+@patch
+def cherry_ids(self: ExplorerState) -> list:
+    "The cherry ids of the evaluation split (as strings, sorted); [] without a cherry_id column."
+    if 'cherry_id' not in self.preds: return []
+    m = (self.preds.model == self.model) & (self.preds.split == self.eval_split)
+    return sorted(self.preds.cherry_id[m].astype(str).unique())
+
+@patch
+def cherry_views(self: ExplorerState, cherry_id) -> dict:
+    "One cherry of the evaluation split: its views (`rows`, with `image`), its `score` by the rule, `tier`, truth."
+    if 'cherry_id' not in self.preds: raise ValueError("the predictions have no cherry_id column (no views)")
+    p = self.preds
+    r = p[(p.model == self.model) & (p.split == self.eval_split) & (p.cherry_id.astype(str) == str(cherry_id))]
+    if not len(r): raise KeyError(f"cherry {cherry_id!r} has no views in split {self.eval_split!r} of {self.model!r}")
+    r = r.sort_values('relpath', kind='stable').reset_index(drop=True)
+    rule = self.rule or 'max'
+    score = float(cherry_scores(r.p_pit.to_numpy(), r.cherry_id.astype(str).to_numpy(), rule).score[0])
+    try: th = self.thresholds()
+    except (InsufficientCalibration, NoCalibrationSplit, DependentCalibration): th = None
+    tier = None if th is None else str(ThresholdPolicy(*th)([score])[0])
+    r = r.assign(image=[self.image_path(a, b) for a, b in zip(r.path, r.relpath)], tier=tier or '')
+    return dict(cherry_id=str(cherry_id), rows=r, rule=rule, score=score, tier=tier, y_pit=int(r.y_pit.iloc[0]))
+
+@patch
+def cherry_views_html(self: ExplorerState, cherry_id, size: int = 96) -> str:
+    "The views of one cherry side by side with their scores, and the cherry's score, rule and tier."
+    e = partial(_html.escape, quote=True)
+    try: v = self.cherry_views(cherry_id)
+    except (KeyError, ValueError) as err: return f"{_CSS}<p class='cherry-message'>{e(str(err))}</p>"
+    how = '' if self.rule else ' (the table decides per image)'
+    tier = f"<b>{v['tier']}</b>" if v['tier'] else 'no tier (no thresholds)'
+    head = (f"cherry <b>{e(v['cherry_id'])}</b> ({'pit' if v['y_pit'] else 'clean'}): {len(v['rows'])} views, "
+            f"{v['rule']} of their scores = {v['score']:.3f} &rarr; {tier}{how}")
+    thumbs = ''.join(self._thumb_html(row, size) for row in v['rows'].itertuples())
+    return (f"{_CSS}<div class='cherry-views-of' data-cherry='{e(v['cherry_id'])}' data-tier='{v['tier'] or ''}'>"
+            f"<div class='cherry-headline'>{head}</div><div class='cherry-thumbs'>{thumbs}</div></div>")
 
 # %% ../nbs/13_explorer.ipynb #f1f3d716
 def plotly_output(fig) -> dict:
@@ -360,7 +431,10 @@ class Explorer:
                                       layout=W.Layout(width='220px'))
         self.cost_review = W.FloatText(value=s.costs.review, description='review', style=wide,
                                        layout=W.Layout(width='220px'))
-        self.controls = dict(model=self.model, eval_split=self.eval_split, cal_split=self.cal_split, mode=self.mode,
+        self.rule = W.Dropdown(options=[('per image', None)] + [(f'per cherry: {r}', r) for r in RULES], value=s.rule,
+                               description='decide', style=wide)
+        self.controls = dict(rule=self.rule, model=self.model, eval_split=self.eval_split, cal_split=self.cal_split,
+                             mode=self.mode,
                              preset=self.preset, review=self.review, reject=self.reject, alpha=self.alpha,
                              delta=self.delta, beta=self.beta, cost_pit=self.cost_pit, cost_clean=self.cost_clean,
                              cost_review=self.cost_review)
@@ -376,15 +450,21 @@ class Explorer:
         for k, o in self.outputs.items():
             o.add_class({'cost': 'cherry-cost-curve'}.get(k, f"cherry-{k.replace('_', '-')}"))
         self.gallery = W.HTML(); self.gallery.add_class('cherry-gallery')
+        self.cherry = W.Combobox(placeholder='cherry_id', description='views of', ensure_option=True,
+                                 style=dict(description_width='110px'))
+        self.views = W.HTML(); self.views.add_class('cherry-views'); self.cherry.add_class('cherry-pick')
+        self.cherry.observe(lambda change: self._show_views(), 'value')
+        self.views_box = W.VBox([self.cherry, self.views])
         self.threshold_box = W.VBox([self.preset, self.review, self.reject])
         self.guarantee_box = W.VBox([self.cal_split, self.alpha, self.delta, self.beta])
-        self.widget = W.VBox([W.HBox([self.model, self.eval_split]), self.mode, self.threshold_box, self.guarantee_box,
+        self.widget = W.VBox([W.HBox([self.model, self.eval_split, self.rule]), self.mode, self.threshold_box,
+                              self.guarantee_box,
                               W.HBox([W.HTML('<b>costs</b>'), self.cost_pit, self.cost_clean, self.cost_review]),
                               self.message,
                               W.HBox([self.table, self.outputs['histogram']], layout=W.Layout(flex_flow='row wrap')),
                               W.HBox([self.outputs['risk_coverage'], self.outputs['cost']],
                                      layout=W.Layout(flex_flow='row wrap')),
-                              self.gallery])
+                              self.gallery, self.views_box])
         self.widget.add_class('cherry-explorer')
 
     def _changed(self, name, change):
@@ -410,11 +490,12 @@ class Explorer:
         try:
             for w, opts in ((self.eval_split, s.splits()), (self.cal_split, s.splits()), (self.mode, s.modes)):
                 if list(w.options) != list(opts): w.options = opts
-            for name in ('model', 'eval_split', 'cal_split', 'mode', 'review', 'reject', 'alpha', 'delta'):
+            for name in ('model', 'eval_split', 'cal_split', 'mode', 'review', 'reject', 'alpha', 'delta', 'rule'):
                 w = self.controls[name]
                 if w.value != getattr(s, name): w.value = getattr(s, name)
             if self.beta.value != (s.beta or 0): self.beta.value = s.beta or 0
             self.model.layout.display = None if len(s.models) > 1 else 'none'
+            self.rule.layout.display = self.views_box.layout.display = None if s.has_views else 'none'
             self.threshold_box.layout.display = None if s.mode == 'thresholds' else 'none'
             self.guarantee_box.layout.display = None if s.mode == 'guaranteed' else 'none'
         finally: self._syncing = False
@@ -426,6 +507,16 @@ class Explorer:
         self.figures = s.figures()
         for k, fig in self.figures.items(): self.outputs[k].outputs = (plotly_output(fig),)
         self.gallery.value = s.gallery_html(self.n_gallery, self.thumb_size)
+        self._show_views()
+
+    def _show_views(self):
+        "The views of the cherry picked (default: the first) side by side, when the predictions have views."
+        s = self.state
+        if not s.has_views: self.views.value = ''; return
+        ids = s.cherry_ids()
+        if list(self.cherry.options) != ids: self.cherry.options = ids
+        cid = self.cherry.value if self.cherry.value in ids else ids[0]
+        self.views.value = s.cherry_views_html(cid, self.thumb_size)
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 

@@ -20,9 +20,10 @@ import cherry_nb
 from .core import *
 
 # %% auto #0
-__all__ = ['CONFOUNDERS', 'PIT_KINDS', 'PRESETS', 'SPLITS', 'SHIFT_KINDS', 'SYNTH_VERSION', 'TRUTH_COLS', 'SynthConfig',
-           'sample_params', 'draw_cherry', 'Shift', 'as_shift', 'shifted_params', 'label3_from_truth', 'render_cherry',
-           'flip_labels', 'render_dataset', 'read_truth', 'gallery', 'visibility_hist']
+__all__ = ['CONFOUNDERS', 'PIT_KINDS', 'PRESETS', 'SPLITS', 'SHIFT_KINDS', 'SYNTH_VERSION', 'TRUTH_COLS', 'VIEW_COLS',
+           'SynthConfig', 'sample_params', 'draw_cherry', 'Shift', 'as_shift', 'shifted_params', 'label3_from_truth',
+           'render_cherry', 'ViewConfig', 'view_params', 'render_views', 'flip_labels', 'render_dataset', 'read_truth',
+           'gallery', 'visibility_hist']
 
 # %% ../nbs/02_synth.ipynb #be67b488
 @dataclass
@@ -441,13 +442,82 @@ def render_cherry(rng: np.random.Generator,   # the cherry's generator, e.g. `np
     cfg = cfg or SynthConfig()
     p = shifted_params(rng, cfg, shift)
     img, vis = draw_cherry(p, cfg, rng)
+    return img, _truth(p, vis, cfg)
+
+def _truth(p: dict, vis: dict, cfg: SynthConfig) -> dict:
+    "The truth row of one rendered image: labels, visibility, confounders, then every render parameter."
     conf = [c for c in CONFOUNDERS if p[c]]
     l3 = label3_from_truth(p['pit_present'], vis['visibility'], p['mimic'], cfg)
     truth = dict(pit_present=p['pit_present'], pit_kind=p['pit_kind'], visibility=round(vis['visibility'], 6),
                  confounders=';'.join(conf), ambiguous=int(l3 == 'maybe'), true_label=CLASSES_2[p['pit_present']],
                  label3=l3, snr=round(vis['snr'], 4), mimic=round(p['mimic'], 6))
     truth.update({k: (round(v, 6) if isinstance(v, float) and v == v else v) for k, v in p.items() if k not in truth})
-    return img, truth
+    return truth
+
+# %% ../nbs/02_synth.ipynb #721bf0ca
+@dataclass(frozen=True)
+class ViewConfig:
+    "How the views of one cherry differ (`render_views`, `render_dataset(views=V)` with V > 1)."
+    roll: float = 90.0               # the cherry rolls by up to +-roll degrees between views (moves the pit in depth)
+    hide_whole: float = 0.15         # probability that a whole pit is hidden in a view (thick flesh, cavity edge)
+    hide_fragment: float = 0.3       # probability that a pit fragment is hidden in a view
+    hidden_show: tuple = (0.0, 0.1)  # share of a hidden pit's absorbance and halo that still shows
+    whole_core: float = 0.2          # whole pits sit within this radius of the centre in 3-D (cherry radii)
+    def __post_init__(self):
+        if not 0 <= self.roll <= 180: raise ValueError(f"ViewConfig.roll must lie in [0, 180] degrees, got {self.roll}")
+        for f in ('hide_whole', 'hide_fragment', 'whole_core'):
+            if not 0 <= getattr(self, f) <= 1:
+                raise ValueError(f"ViewConfig.{f} must be in [0, 1], got {getattr(self, f)}")
+        lo, hi = self.hidden_show
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"ViewConfig.hidden_show must be 0 <= low <= high <= 1, got {(lo, hi)}")
+        object.__setattr__(self, 'hidden_show', (float(lo), float(hi)))
+
+def _roll_pit(p: dict, axis: float, roll: float, core: float) -> dict:
+    "The pit's image position and depth after the cherry rolls by `roll` (radians) about the in-plane `axis`."
+    x, y = p['pit_x'], p['pit_y']
+    z = (1 - 2 * p['pit_depth']) * math.sqrt(max(core * core - x * x - y * y, 0.0))   # depth 0: nearest the camera
+    k, v = np.array([math.cos(axis), math.sin(axis), 0.0]), np.array([x, y, z])
+    v = v * math.cos(roll) + np.cross(k, v) * math.sin(roll) + k * (k @ v) * (1 - math.cos(roll))   # Rodrigues
+    h = math.sqrt(max(core * core - v[0] ** 2 - v[1] ** 2, 0.0))
+    depth = 0.5 if h < 1e-9 else float(np.clip((1 - v[2] / h) / 2, 0, 1))
+    return dict(pit_x=float(v[0]), pit_y=float(v[1]), pit_depth=depth)
+
+def view_params(p: dict,                     # the cherry's parameters (`sample_params`)
+                rng: np.random.Generator,    # the view's own generator
+                cfg: SynthConfig,            # simulator settings
+                vcfg: ViewConfig | None = None,  # how views differ (default `ViewConfig()`)
+               ) -> dict:
+    "One view of the cherry `p`: new pose, flash, blur and glint; the pit rolled with the cherry and maybe hidden."
+    vcfg, r, q = vcfg or ViewConfig(), _Draws(rng, 32), dict(p)
+    q.update(cx=r.uni((-cfg.offset, cfg.offset)), cy=r.uni((-cfg.offset, cfg.offset)),
+             rot=r.uni((-cfg.rotation, cfg.rotation)), **_sample_camera(r, cfg))
+    (gx, gy), g = r.polar(0.7), r.flag(cfg.p_glint)
+    glint = dict(glint_x=gx, glint_y=gy, glint_r=r.uni((0.03, 0.1)), glint_strength=r.uni((0.4, 1.0)))
+    q.update(glint=g, **(glint if g else {k: math.nan for k in glint}))
+    axis, roll = r.ang(), math.radians(r.uni((-vcfg.roll, vcfg.roll)))
+    frag, hide, show = p['pit_kind'] == 'fragment', r.u(), r.uni(vcfg.hidden_show)
+    hidden = int(bool(p['pit_present']) and hide < (vcfg.hide_fragment if frag else vcfg.hide_whole))
+    if p['pit_present']:
+        q.update(_roll_pit(p, axis, roll, cfg.fragment_spread if frag else vcfg.whole_core))
+        if hidden: q['pit_absorb'] *= show; q['pit_halo'] *= show
+    q.update(view_roll=math.degrees(roll), view_hidden=hidden)
+    return q
+
+def render_views(rng: np.random.Generator,  # the cherry's generator (as for `render_cherry`)
+                 view_rngs,                 # one generator per view
+                 cfg: SynthConfig | None = None,  # simulator settings (default `SynthConfig()`)
+                 shift=None,                # a `Shift` (or (kind, strength)), applied to every view
+                 vcfg: ViewConfig | None = None,  # how views differ (default `ViewConfig()`)
+                ) -> list:
+    "Render one cherry once per view generator: [(uint8 HxWx3 image, truth dict of that view)]."
+    cfg, sh = cfg or SynthConfig(), as_shift(shift)
+    base, out = sample_params(rng, sh.config(cfg)), []
+    for vr in view_rngs:
+        p = sh.params(view_params(base, vr, cfg, vcfg))
+        img, vis = draw_cherry(p, cfg, vr)
+        out.append((img, _truth(p, vis, cfg)))
+    return out
 
 # %% ../nbs/02_synth.ipynb #ef14da06
 def flip_labels(true_labels: np.ndarray,        # binary truth per cherry: 'clean' | 'pit'
@@ -475,12 +545,32 @@ TRUTH_COLS = ('relpath', 'cherry_id', 'pit_present', 'pit_kind', 'visibility', '
 
 def _cherry_rng(seed, split, i): return np.random.default_rng([int(seed), SPLITS.index(split), 0, int(i)])
 def _noise_rng(seed, split): return np.random.default_rng([int(seed), SPLITS.index(split), 1])
+def _view_rng(seed, split, i, k): return np.random.default_rng([int(seed), SPLITS.index(split), 2, int(i), int(k)])
+VIEW_COLS = ('view', 'n_views', 'cherry_visibility', 'cherry_label3')   # after TRUTH_COLS when views > 1
+
+def _view_rows(root, split, seed, cfg, i, g, f, shift, views, vcfg) -> list:
+    "Render the `views` views of cherry `i` into `root`; their truth rows (per view, then per cherry)."
+    cid, res = f'{split}-{i:06d}', render_views(_cherry_rng(seed, split, i),
+                                                 [_view_rng(seed, split, i, k) for k in range(views)], cfg, shift, vcfg)
+    t0, w = res[0][1], len(str(views - 1))
+    cv = max(t['visibility'] for _, t in res)
+    per_cherry = dict(n_views=views, cherry_visibility=cv,
+                      cherry_label3=label3_from_truth(t0['pit_present'], cv, t0['mimic'], cfg))
+    rows = []
+    for k, (img, truth) in enumerate(res):
+        rel = f'{split}/{g}/{cid}_v{k:0{w}d}.png'
+        Image.fromarray(img).save(Path(root) / rel, format='PNG', compress_level=1)
+        row = dict(relpath=rel, cherry_id=cid, given_label=g, noise_flipped=int(f), **truth)
+        rows.append({c: row[c] for c in TRUTH_COLS} | dict(view=k, **per_cherry)
+                    | {c: v for c, v in row.items() if c not in TRUTH_COLS})
+    return rows
 
 def _render_chunk(job):
     "Worker: render cherries `idx` of one split into `root`, returning their truth rows in order."
-    root, split, seed, cfg, idx, given, flipped, shift = job
+    root, split, seed, cfg, idx, given, flipped, shift, views, vcfg = job
     rows = []
     for i, g, f in zip(idx, given, flipped):
+        if views > 1: rows += _view_rows(root, split, seed, cfg, i, g, f, shift, views, vcfg); continue
         img, truth = render_cherry(_cherry_rng(seed, split, i), cfg, shift)
         cid = f'{split}-{i:06d}'; rel = f'{split}/{g}/{cid}.png'
         Image.fromarray(img).save(Path(root) / rel, format='PNG', compress_level=1)
@@ -501,7 +591,7 @@ def _check_target(out: Path, overwrite: bool):
         raise FileExistsError(f"{out} holds {ours} not written by cherry_nb.synth (no valid dataset.json); "
                               "refusing to replace them")
 
-def _plan_jobs(tmp: Path, seed, cfg, counts, pit_as_clean, clean_as_pit, shift) -> list:
+def _plan_jobs(tmp: Path, seed, cfg, counts, pit_as_clean, clean_as_pit, shift, views=1, vcfg=None) -> list:
     "Chunks of 64 cherries per split; the (cheap) truth is sampled first so annotator noise is chosen per split."
     jobs = []
     for split in SPLITS:
@@ -511,14 +601,14 @@ def _plan_jobs(tmp: Path, seed, cfg, counts, pit_as_clean, clean_as_pit, shift) 
         present = [shifted_params(_cherry_rng(seed, split, i), cfg, shift)['pit_present'] for i in range(n)]
         truth = np.array([CLASSES_2[k] for k in present], dtype=object)
         given, flipped = flip_labels(truth, _noise_rng(seed, split), pit_as_clean, clean_as_pit)
-        jobs += [(str(tmp), split, seed, cfg, range(a, min(a + 64, n)), given[a:a + 64], flipped[a:a + 64], shift)
-                 for a in range(0, n, 64)]
+        jobs += [(str(tmp), split, seed, cfg, range(a, min(a + 64, n)), given[a:a + 64], flipped[a:a + 64], shift,
+                  views, vcfg) for a in range(0, n, 64)]
     return jobs
 
 def _run_jobs(jobs: list, workers: int, desc: str, progress: bool) -> pd.DataFrame:
     "Render the chunks, in `workers` processes when there is more than one chunk; the truth rows in order."
     from tqdm.auto import tqdm
-    bar = tqdm(total=sum(len(j[4]) for j in jobs), desc=desc, disable=not progress, unit='img')
+    bar = tqdm(total=sum(len(j[4]) * j[8] for j in jobs), desc=desc, disable=not progress, unit='img')
     rows = []
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as ex:
@@ -528,16 +618,20 @@ def _run_jobs(jobs: list, workers: int, desc: str, progress: bool) -> pd.DataFra
     bar.close()
     return pd.DataFrame(rows)
 
-def _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shift) -> dict:
-    "The contents of dataset.json (the shift only when there is one)."
+def _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shift, views=1, vcfg=None) -> dict:
+    "The contents of dataset.json (the shift only when there is one, the views only when there are several)."
     n_all = max(len(df), 1)
-    return dict(generator='cherry_nb.synth', synth_version=SYNTH_VERSION, package_version=cherry_nb.__version__,
+    multi = {} if views == 1 else dict(views=views, view_config=asdict(vcfg or ViewConfig()),
+                                        layout='<split>/<given_label>/<cherry_id>_v<view>.png')
+    meta = dict(generator='cherry_nb.synth', synth_version=SYNTH_VERSION, package_version=cherry_nb.__version__,
                 preset=preset, seed=int(seed), counts=counts, pit_as_clean=pit_as_clean, clean_as_pit=clean_as_pit,
                 config=asdict(cfg), **({'shift': shift.to_dict()} if shift.active else {}),
                 layout='<split>/<given_label>/<cherry_id>.png',
                 summary=dict(n=len(df), pit_fraction=float(df.pit_present.mean()) if len(df) else 0.0,
                              ambiguous_fraction=float(df.ambiguous.sum() / n_all) if len(df) else 0.0,
                              noise_flipped=int(df.noise_flipped.sum()) if len(df) else 0))
+    if views > 1: meta['summary']['n_cherries'] = int(df.cherry_id.nunique()) if len(df) else 0
+    return meta | multi
 
 def _move_into_place(tmp: Path, out: Path, meta: dict):
     "Our old entries out first (dataset.json first), the new ones in (dataset.json last)."
@@ -564,11 +658,15 @@ def render_dataset(out_dir,                       # folder to write (created; mu
                    progress: bool = True,         # show a tqdm progress bar
                    cfg: SynthConfig | None = None,  # simulator settings (default `SynthConfig()`)
                    shift=None,                    # a `Shift` or (kind, strength): the same cherries, one change
+                   views: int = 1,                # images per cherry (> 1: `<cherry_id>_v<k>.png`, see `render_views`)
+                   view_cfg: ViewConfig | None = None,  # how the views differ (default `ViewConfig()`)
                   ) -> Path:
     "Render a synthetic cherry dataset with ground truth into `out_dir` (image folders, metadata.csv, dataset.json)."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     cfg = replace(cfg or SynthConfig(), **({} if size is None else dict(size=int(size))))
     shift = as_shift(shift)
+    if int(views) != views or views < 1: raise ValueError(f"views must be an integer >= 1, got {views!r}")
+    views = int(views)
     given_n = dict(n_train=n_train, n_val=n_val, n_test=n_test)
     counts = {s: int(PRESETS[preset][f'n_{s}'] if given_n[f'n_{s}'] is None else given_n[f'n_{s}']) for s in SPLITS}
     if any(n < 0 for n in counts.values()): raise ValueError(f"counts must be >= 0, got {counts}")
@@ -577,10 +675,11 @@ def render_dataset(out_dir,                       # folder to write (created; mu
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.partial-'))
     try:
-        jobs = _plan_jobs(tmp, seed, cfg, counts, pit_as_clean, clean_as_pit, shift)
+        jobs = _plan_jobs(tmp, seed, cfg, counts, pit_as_clean, clean_as_pit, shift, views, view_cfg)
         df = _run_jobs(jobs, workers, f'rendering {out.name}', progress)
         atomic_write(tmp / 'metadata.csv', df.to_csv(index=False, lineterminator='\n'))
-        _move_into_place(tmp, out, _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shift))
+        _move_into_place(tmp, out, _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shift,
+                                                 views, view_cfg))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info(f"wrote {len(df)} images to {out}")

@@ -16,8 +16,8 @@ from .core import *
 __all__ = ['pit_scores', 'as_pit_truth', 'ThresholdPolicy', 'enhanced_two_class', 'ArgmaxPolicy', 'ProductionPolicy',
            'policy_from_dict', 'Costs', 'TierMetrics', 'tier_metrics', 'evaluate_policy', 'score_histogram',
            'cost_table', 'cost_curve', 'InsufficientCalibration', 'binomial_pvalue', 'fixed_sequence',
-           'calibration_size_needed', 'GuaranteedTiers', 'guaranteed_tiers', 'risk_coverage', 'aurc',
-           'risk_coverage_figure']
+           'calibration_size_needed', 'GuaranteedTiers', 'DependentCalibration', 'guaranteed_tiers', 'risk_coverage',
+           'aurc', 'risk_coverage_figure']
 
 # %% ../nbs/10_tiers.ipynb #85a06659
 def pit_scores(probs_or_scores) -> np.ndarray:
@@ -103,7 +103,12 @@ class ProductionPolicy:
         return out
     def to_dict(self) -> dict: return dict(kind='production', **asdict(self))
 
-_POLICIES = dict(thresholds=ThresholdPolicy, argmax=ArgmaxPolicy, production=ProductionPolicy)
+def _views_policy(**d):
+    "A per-cherry policy (`views.CherryPolicy`); the views module builds on this one."
+    from cherry_nb.views import CherryPolicy
+    return CherryPolicy.from_dict(d)
+
+_POLICIES = dict(thresholds=ThresholdPolicy, argmax=ArgmaxPolicy, production=ProductionPolicy, views=_views_policy)
 
 def policy_from_dict(d: dict):
     "Rebuild a policy from `to_dict()`, `GuaranteedTiers.as_dict()` or an artifact's `{'policy': kind, ...}`."
@@ -300,6 +305,8 @@ class GuaranteedTiers:
     cal_pit_miss: Rate | None = None      # empirical pit-miss rate on the calibration split
     cal_false_reject: Rate | None = None  # empirical false-reject rate on the calibration split
     cal_review: Rate | None = None        # empirical review rate on the calibration split
+    unit: str = 'image'                   # what one calibration row is: 'image' or 'cherry'
+    n_groups: int | None = None           # distinct groups (e.g. cherries) among the calibration rows, when given
 
     @property
     def valid_accept(self) -> np.ndarray:
@@ -327,6 +334,27 @@ class GuaranteedTiers:
         d['n_candidates'] = len(self.candidates); d['policy'] = self.policy.to_dict()
         return d
 
+class DependentCalibration(ValueError):
+    "The calibration rows are not independent draws (several rows of one group, e.g. views of one cherry)."
+
+def _check_groups(groups, n: int, unit: str, allow_dependent: bool) -> int | None:
+    "The number of groups; refuses groups with several rows unless `allow_dependent` (and never for unit 'cherry')."
+    if unit not in ('image', 'cherry'): raise ValueError(f"unit must be 'image' or 'cherry'; got {unit!r}")
+    if groups is None: return None
+    g = pd.Series(np.asarray(groups, dtype=object))
+    if len(g) != n: raise ValueError(f"groups has {len(g)} entries but there are {n} scores")
+    if g.isna().any(): raise ValueError(f"{int(g.isna().sum())} rows have no group (a missing cherry id)")
+    sizes = g.value_counts(sort=True)
+    if sizes.iloc[0] == 1 or (allow_dependent and unit == 'image'): return len(sizes)
+    big = sizes[sizes > 1]
+    why = (f"{len(big)} of {len(sizes)} groups have several calibration rows (e.g. {big.index[0]}: {big.iloc[0]} "
+           "rows). Views of one cherry are not independent draws, so a pit-miss guarantee computed as if they were "
+           "does not hold for the decision made per cherry")
+    if unit == 'cherry': raise DependentCalibration(f"unit='cherry' needs one row per cherry: {why}")
+    raise DependentCalibration(f"{why}. Aggregate the views per cherry and certify on cherries with "
+                               "views.cherry_guaranteed_tiers(view_scores, y_cherry, groups, rule=...), or pass "
+                               "allow_dependent=True to certify per image anyway (a guarantee per image only)")
+
 def guaranteed_tiers(scores,                        # pit scores [N] (or probabilities [N, C]) of the calibration split
                      y_pit,                         # calibration truth (0/1 or 'clean'/'pit')
                      alpha: float = 0.01,           # target pit-miss rate
@@ -334,9 +362,13 @@ def guaranteed_tiers(scores,                        # pit scores [N] (or probabi
                      beta: float | None = 0.05,     # target false-reject rate; None: reject = accept threshold
                      delta_reject: float | None = None,  # failure probability of the false-reject guarantee (default delta)
                      candidates=None,               # candidate thresholds (default 0, 0.001, ..., 1)
+                     groups=None,                   # group of each row (e.g. cherry_id); None: rows are independent
+                     unit: str = 'image',           # what one row is, 'image' or 'cherry' (stated in the certificate)
+                     allow_dependent: bool = False, # certify per image although a group has several rows
                     ) -> GuaranteedTiers:
     "Accept threshold with pit-miss <= alpha w.p. >= 1-delta, reject threshold with false-reject <= beta (Learn-then-Test)."
     s = pit_scores(scores); y = as_pit_truth(y_pit, len(s))
+    n_groups = _check_groups(groups, len(s), unit, allow_dependent)
     _check_level('alpha', alpha); _check_level('delta', delta)
     delta_reject = delta if delta_reject is None else delta_reject
     if beta is not None: _check_level('beta', beta); _check_level('delta_reject', delta_reject)
@@ -361,7 +393,7 @@ def guaranteed_tiers(scores,                        # pit scores [N] (or probabi
     tiers = _tiers_from_thresholds(s, t_acc, t_rej)
     m = tier_metrics(tiers, y)
     return GuaranteedTiers(t_acc, t_rej, alpha, delta, beta, delta_reject if beta is not None else None, len(sp), len(sc),
-                           c, p_acc, p_rej, m.pit_miss, m.false_reject, m.review)
+                           c, p_acc, p_rej, m.pit_miss, m.false_reject, m.review, unit, n_groups)
 
 # %% ../nbs/10_tiers.ipynb #ec14f663
 def risk_coverage(scores, y_pit, mode: str = 'accept') -> pd.DataFrame:
