@@ -12,7 +12,8 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np, pandas as pd
 from .core import *
-from .runs import (set_default_bundle, bundle_names)
+from .runs import (set_default_bundle, bundle_names, cherry_ids)
+from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, Check, positive, at_least, unit, unit_open, one_of,
                             satisfies, ParamError, write_predictions, write_metrics, read_metrics, score_artifact)
 from .augment import AUG_PRESETS
@@ -31,9 +32,9 @@ from .two_stage import (job_common, stage1_job, stage2_job, pit_truth, check_bin
 __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
            'register_method', 'seed_jobs', 'roles_needed', 'triage_curve', 'matched', 'SeedScores', 'two_stage_seed',
            'two_stage_oof', 'explicit_three_class', 'enhanced_two_class_method', 'guaranteed_two_class',
-           'ensemble_method', 'method_row', 'train_seed', 'score_seed', 'method_predictions', 'apply_methods',
-           'bundle_slug', 'method_bundle', 'set_compare_default', 'seed_extras', 'run_seed', 'seed_interval',
-           'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare', 'read_results']
+           'ensemble_method', 'per_cherry', 'method_row', 'train_seed', 'score_seed', 'method_predictions',
+           'apply_methods', 'bundle_slug', 'method_bundle', 'set_compare_default', 'seed_extras', 'run_seed',
+           'seed_interval', 'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare', 'read_results']
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
 @dataclass
@@ -169,6 +170,9 @@ class SeedScores:
     @property
     def y_test(self) -> np.ndarray: return pit_truth(self.test)
     def has(self, name: str) -> bool: return (name, 'test') in self.preds
+    def groups(self, split: str = 'test') -> np.ndarray | None:
+        "The cherry of every row of `split` when cherries have several views (decisions are then per cherry)."
+        return cherry_ids(self.val if split == 'val' else self.test)
     def probs(self, name: str, split: str = 'test') -> np.ndarray: return self.preds[name, split].probs
     @cached_property
     def binary_calibrated(self) -> tuple:
@@ -217,11 +221,22 @@ def enhanced_two_class_method(S: SeedScores) -> MethodOutput:
 def guaranteed_two_class(S: SeedScores) -> MethodOutput:
     "The temperature-scaled binary model with thresholds certified on the calibration split (Learn-then-Test)."
     ts, pv, pt = S.binary_calibrated; c = S.cfg
+    if S.groups('val') is not None: return _guaranteed_per_cherry(S)
     try: g = guaranteed_tiers(pv, S.y_val, c.alpha, c.delta, c.beta)
     except InsufficientCalibration as e: raise MethodUnavailable(str(e)) from None
     return MethodOutput(g.policy(pt), pt, pt, ('binary',), g.policy, val_score=pv,
                         note=f"accept < {g.accept_threshold:.3f}, reject >= {g.reject_threshold:.3f}",
                         extra=dict(temperature=ts.to_meta(), certificate=g.as_dict(), guaranteed=g))
+
+# %% ../nbs/14_compare.ipynb #5f0bcf1f
+def _guaranteed_per_cherry(S: SeedScores) -> MethodOutput:
+    ts, pv, pt = S.binary_calibrated; c = S.cfg
+    try: cg = cherry_guaranteed_tiers(pv, S.y_val, S.groups('val'), c.rule, c.alpha, c.delta, c.beta)
+    except InsufficientCalibration as e: raise MethodUnavailable(str(e)) from None
+    pol = cg.policy
+    return MethodOutput(ThresholdPolicy(pol.review, pol.reject)(pt), pt, pt, ('binary',), pol, val_score=pv,
+                        note=f"per cherry: accept < {pol.review:.3f}, reject >= {pol.reject:.3f}",
+                        extra=dict(temperature=ts.to_meta(), certificate=cg.as_dict(), cherry_guarantee=cg))
 
 # %% ../nbs/14_compare.ipynb #d1c1cff7
 @register_method('ensemble', needs=('binary', 'members'))
@@ -238,15 +253,35 @@ def ensemble_method(S: SeedScores) -> MethodOutput:
                         extra=dict(temperature=ev.temperature.to_meta()))
 
 # %% ../nbs/14_compare.ipynb #e1007704
+def _most_severe(tiers, g) -> np.ndarray:
+    codes = pd.Series(pd.Categorical(tiers, categories=TIERS, ordered=True).codes)
+    return np.asarray(TIERS)[codes.groupby(pd.factorize(g, sort=True)[0]).max().to_numpy()]
+
+def per_cherry(out: MethodOutput, S: SeedScores) -> tuple:
+    "(the method's decisions per cherry, truth per cherry): scores aggregated by `cfg.rule`, then its thresholds."
+    g, rule, pol = S.groups('test'), S.cfg.rule, out.policy
+    tab = cherry_scores(out.score, g, rule, y=S.y_test)
+    pb = cherry_scores(out.p_binary, g, rule)['score'].to_numpy()
+    if hasattr(pol, 'review') and hasattr(pol, 'reject'): tiers = CherryPolicy(rule, pol.review, pol.reject).tiers(tab)
+    else: tiers = _most_severe(out.tiers, g)                # argmax: no score to aggregate: the most severe view
+    forced = None
+    if out.forced_review is not None:
+        forced = pd.Series(out.forced_review).groupby(pd.factorize(g, sort=True)[0]).any().to_numpy()
+        tiers = np.where(forced, 'review', tiers)
+    return (MethodOutput(tiers, tab['score'].to_numpy(), pb, out.models, pol, forced_review=forced, note=out.note),
+            tab['y_pit'].to_numpy())
+
 def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
-    "Everything measured of one method on one seed's test split."
-    y, cfg = S.y_test, S.cfg; m = tier_metrics(out.tiers, y); tiers = np.asarray(out.tiers)
-    row = dict(method=name, seed=S.seed, pit_miss=m.pit_miss, review=m.review, false_reject=m.false_reject,
+    "Everything measured of one method on one seed's test split (per cherry when cherries have several views)."
+    y, cfg, unit = S.y_test, S.cfg, 'image'
+    if S.groups('test') is not None: out, y = per_cherry(out, S); unit = f"cherry ({cfg.rule} of its views)"
+    m = tier_metrics(out.tiers, y); tiers = np.asarray(out.tiers)
+    row = dict(method=name, seed=S.seed, unit=unit, pit_miss=m.pit_miss, review=m.review, false_reject=m.false_reject,
                accuracy=rate(((np.asarray(out.p_binary) >= 0.5).astype(int) == y).sum(), len(y)),
                ece=float(ece(np.asarray(out.p_binary), y)), note=out.note,
                train_seconds=float(sum(S.train_s.get(n, 0.0) for n in out.models)),
                infer_ms_per_image=float(sum(S.infer_ms.get(n, 0.0) for n in out.models)))
-    if 'ambiguous' in S.test.columns:
+    if 'ambiguous' in S.test.columns and unit == 'image':
         amb, rev = S.test['ambiguous'].astype(bool).to_numpy(), tiers == 'review'
         row.update(ambiguous_reviewed=rate((rev & amb).sum(), amb.sum()),
                    review_ambiguous=rate((rev & amb).sum(), rev.sum()))
@@ -293,7 +328,8 @@ def score_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, names: dict
     return SeedScores(cfg, seed, val, test, preds, ms, train_s, names)
 
 # %% ../nbs/14_compare.ipynb #4cdb0a7c
-_TRUTH = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility')
+_TRUTH = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility', 'cherry_id',
+          'view')
 
 def method_predictions(name: str, out: MethodOutput, S: SeedScores) -> pd.DataFrame:
     "predictions.csv rows of one method and seed (test, and val when the method scores it)."
@@ -367,7 +403,9 @@ def run_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: boo
     S = score_seed(df, cfg, seed, sd, t['names'], progress)
     rows, preds, outs = apply_methods(S)
     if seed == 0:
-        for name, out in outs.items(): method_bundle(run, name, out, S)
+        for name, out in outs.items():
+            try: method_bundle(run, name, out, S)
+            except (ValueError, TypeError) as e: say(f"no bundle for {name}: {e}", prefix='compare')
     mrows, trows = seed_extras(S, t['mining'])
     return dict(rows=rows, predictions=preds, outputs=outs, mining=mrows, two_stage=trows, scores=S)
 

@@ -13,13 +13,14 @@ import numpy as np, pandas as pd
 from .core import *
 from .synth import PRESETS
 from .augment import AUG_PRESETS
+from .views import RULES
 
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'WORKFLOW_CONFIGS', 'RunFolder', 'check_predictions', 'write_predictions',
            'read_predictions', 'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'Check',
            'positive', 'at_least', 'unit', 'unit_open', 'one_of', 'satisfies', 'ParamError', 'coerce', 'check_params',
            'config_defaults', 'all_checks', 'config_from', 'config_docs', 'parameters_source', 'DataConfig',
-           'sim_folder', 'workflow_data', 'JobsConfig', 'TrackingConfig', 'score_artifact', 'read_record',
+           'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig', 'score_artifact', 'read_record',
            'start_attempt', 'end_attempt', 'write_params', 'read_params', 'workflow_config']
 
 # %% ../nbs/06a_runs.ipynb #32092839
@@ -243,14 +244,17 @@ class DataConfig:
     data_root: str = 'data'          # where simulator data is rendered (reused when already there)
     pit_as_clean: float = 0.0        # simulator annotator noise: share of true pits labelled clean
     clean_as_pit: float = 0.0        # simulator annotator noise: share of clean cherries labelled pit
+    views: int = 1                   # simulator: images per cherry, each a new rotation, offset, light and blur
+    rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
     checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
-                                  preset=one_of(*PRESETS))
+                                  preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES))
 
 # %% ../nbs/06a_runs.ipynb #ca670d6b
 def sim_folder(cfg: DataConfig) -> Path:
     "Folder of the simulator data `cfg` asks for."
     noise = f"-noise{cfg.pit_as_clean:g}-{cfg.clean_as_pit:g}" if cfg.pit_as_clean or cfg.clean_as_pit else ''
-    return Path(cfg.data_root) / f"{cfg.preset}-seed{cfg.data_seed}{noise}"
+    views = f"-views{cfg.views}" if cfg.views > 1 else ''
+    return Path(cfg.data_root) / f"{cfg.preset}-seed{cfg.data_seed}{noise}{views}"
 
 def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
     from cherry_nb.synth import render_dataset, SynthConfig, SYNTH_VERSION
@@ -260,7 +264,7 @@ def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
     if any(have.get(k) != v for k, v in want.items()):      # missing, or rendered by another simulator version
         say(f"rendering simulator data ({cfg.preset}, seed {cfg.data_seed}) into {src}")
         render_dataset(src, preset=cfg.preset, seed=cfg.data_seed, pit_as_clean=cfg.pit_as_clean,
-                       clean_as_pit=cfg.clean_as_pit, progress=progress, overwrite=bool(have))
+                       clean_as_pit=cfg.clean_as_pit, views=cfg.views, progress=progress, overwrite=bool(have))
     return src
 
 def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
@@ -270,8 +274,14 @@ def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     kw = dict(metadata=cfg.metadata) if cfg.metadata else {}
     if src.suffix == '.csv': df = read_manifest(src, progress=progress, **kw)
     else: df = read_image_folder(src, progress=progress, **kw)
-    if (df['split'] == '').all(): df = assign_splits(df, seed=cfg.data_seed)
+    if (df['split'] == '').all():                                   # views of one cherry stay in one split
+        df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
     return df, src
+
+def cherry_ids(df: pd.DataFrame) -> np.ndarray | None:
+    "The `cherry_id` of every row when some cherry has several rows (views), else None: decisions are per image."
+    if 'cherry_id' not in df.columns or not df['cherry_id'].duplicated().any(): return None
+    return df['cherry_id'].astype(str).to_numpy()
 
 # %% ../nbs/06a_runs.ipynb #a76a004d
 def _device_ok(v: str) -> bool:

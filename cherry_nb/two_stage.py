@@ -21,13 +21,15 @@ from .mining import MiningConfig, MINING_MODES, mine, mining_table, mining_truth
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enhanced_two_class, evaluate_policy,
                              guaranteed_tiers, InsufficientCalibration)
 from .jobs import TrainJob, run_jobs
-from .runs import set_default_bundle
+from .runs import set_default_bundle, cherry_ids
+from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
+from .tiers import DependentCalibration, tier_metrics
 
 # %% auto #0
 __all__ = ['TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits', 'collapse_to_binary',
            'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions', 'guaranteed_on', 'two_stage_tiers',
-           'seed_numbers', 'mining_numbers', 'measure_two_stage', 'calibration_flags', 'run_flags', 'deploy_artifact',
-           'verify_lineage', 'write_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
+           'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'run_flags',
+           'deploy_artifact', 'verify_lineage', 'write_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 def _is_timm_model(name: str) -> bool:
@@ -137,7 +139,8 @@ def stage2_effects(p1_pit, q2_probs, y, prod: ProductionPolicy) -> dict:
     return dict(stage1=s1, stage2=s2, forgetting=forgetting, stage1_misses=misses)
 
 # %% ../nbs/08_two_stage.ipynb #c9200cd4
-_KEEP = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility', 'noise_flipped')
+_KEEP = ('relpath', 'path', 'label', 'true_label', 'label3', 'ambiguous', 'pit_kind', 'visibility', 'noise_flipped',
+         'cherry_id', 'view')
 
 def score_stages(df: pd.DataFrame, run, names=('stage1', 'stage2'), splits=('val', 'test'), progress=True) -> dict:
     "{split: (rows, {name: Predictions})} for the artifacts `names` of `run` on the rows of each split."
@@ -161,21 +164,22 @@ def stage_predictions(scores: dict, ts: TemperatureScaler) -> pd.DataFrame:
 # %% ../nbs/08_two_stage.ipynb #5d83d6eb
 def _tier(name, policy, p, y) -> dict: d = evaluate_policy(policy, p, y).as_dict(); d['name'] = name; return d
 
-def guaranteed_on(p_val, y_val, cfg) -> tuple:
-    "(GuaranteedTiers or None, its JSON: the certificate, or the reason it is not available)."
+def guaranteed_on(p_val, y_val, cfg, groups=None) -> tuple:
+    "(GuaranteedTiers or None, its JSON: the certificate, or why there is none: too few pits, views not independent)."
     try:
-        g = guaranteed_tiers(p_val, y_val, cfg.alpha, cfg.delta, cfg.beta)
+        g = guaranteed_tiers(p_val, y_val, cfg.alpha, cfg.delta, cfg.beta, groups=groups)
         return g, g.as_dict()
     except InsufficientCalibration as e: return None, dict(error=str(e), needed=e.needed, have=e.have)
+    except DependentCalibration as e: return None, dict(error=str(e))
 
-def two_stage_tiers(cfg: TwoStageConfig, p1_val, y_val, p1, q2, y) -> dict:
+def two_stage_tiers(cfg: TwoStageConfig, p1_val, y_val, p1, q2, y, g_val=None) -> dict:
     "Tier metrics on test of production / argmax (stage 2) and enhanced / guaranteed (calibrated stage 1)."
     prod = ProductionPolicy(cfg.prod_review, cfg.prod_reject)
     tiers = [_tier(f'stage 2, production mapping ({cfg.prod_review}/{cfg.prod_reject})', prod, q2, y),
              _tier('stage 2, 3-class argmax', ArgmaxPolicy(), q2, y),
              _tier(f'stage 1 calibrated, enhanced 2-class ({cfg.review}/{cfg.reject})',
                    enhanced_two_class(cfg.review, cfg.reject), p1, y)]
-    g, gd = guaranteed_on(p1_val, y_val, cfg)
+    g, gd = guaranteed_on(p1_val, y_val, cfg, g_val)
     if g is not None:
         name = f'stage 1 calibrated, guaranteed (alpha={cfg.alpha:g}, delta={cfg.delta:g})'
         tiers.append(_tier(name, g.policy, p1, y))
@@ -217,10 +221,30 @@ def measure_two_stage(df, mined, scores: dict, cfg: TwoStageConfig, ts: Temperat
         out['stage2_test_report3'] = class_report(dt['label3'].to_numpy(), qt['stage2'].preds, CLASSES_3
                                                   ).reset_index().to_dict('records')
     out.update(mining_numbers(mined, cfg))
-    out.update(two_stage_tiers(cfg, p1v, yv, p1, q2, y))
+    gv, gt = cherry_ids(dv), cherry_ids(dt)
+    out.update(two_stage_tiers(cfg, p1v, yv, p1, q2, y, gv))
+    if gt is not None: out.update(cherry_tiers(cfg, p1v, yv, gv, p1, q2, y, gt))
     out['temperature'] = ts.to_meta()
     out['flags'] = run_flags(out, prior=float(yv.mean()))
     return out
+
+# %% ../nbs/08_two_stage.ipynb #4a9e1a6b
+def _cherry_tier(name, policy: CherryPolicy, scores, groups, y) -> dict:
+    t = policy(scores, groups); yc = cherry_scores(np.zeros(len(y)), groups, y=y)['y_pit'].to_numpy()
+    d = tier_metrics(t['tier'].to_numpy(), yc).as_dict(); d['name'] = name; return d
+
+def cherry_tiers(cfg: TwoStageConfig, p1_val, y_val, g_val, p1, q2, y, g) -> dict:
+    "Tier metrics per cherry on test (production on stage 2, enhanced and guaranteed on calibrated stage 1)."
+    r, unit = cfg.rule, f"cherry ({cfg.rule} of its views)"
+    tiers = [_cherry_tier(f'stage 2, production mapping, per {unit}',
+                          CherryPolicy(r, cfg.prod_review, cfg.prod_reject), q2[:, 1], g, y),
+             _cherry_tier(f'stage 1 calibrated, enhanced 2-class, per {unit}', CherryPolicy(r, cfg.review, cfg.reject),
+                          p1, g, y)]
+    out = dict(unit=unit, cherry_tiers_test=tiers)
+    try: cg = cherry_guaranteed_tiers(p1_val, y_val, g_val, r, cfg.alpha, cfg.delta, cfg.beta)
+    except InsufficientCalibration as e: return dict(out, cherry_guaranteed=dict(error=str(e)))
+    tiers.append(_cherry_tier(f'stage 1 calibrated, guaranteed per {unit} (alpha={cfg.alpha:g})', cg.policy, p1, g, y))
+    return dict(out, cherry_guaranteed=cg.as_dict())
 
 # %% ../nbs/08_two_stage.ipynb #daadcd64
 def _entropy(p: float) -> float:
@@ -298,7 +322,7 @@ def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: d
            ('stage2-argmax', run.artifact('stage2'), ArgmaxPolicy(), 'stage 2 argmax', {}),
            ('enhanced', run.artifact('stage1'), enhanced_two_class(cfg.review, cfg.reject), 'enhanced 2-class',
             dict(temperature=ts, calibration=cal))]
-    g, _ = guaranteed_on(p1v, yv, cfg)
+    g, _ = guaranteed_on(p1v, yv, cfg, cherry_ids(dv))
     if g is not None: out.append(('guaranteed', run.artifact('stage1'), g, 'guaranteed 2-class',
                                   dict(temperature=ts, calibration=cal)))
     for name, model, policy, method, extra in out: save_bundle(run.bundle(name), model, policy, method, **extra, **kw)

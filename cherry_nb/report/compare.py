@@ -49,8 +49,10 @@ def compare_report(run, figures: bool = True) -> Report:
                   'Safety target': f"pit-miss rate <= {cfg['safety_target']:.1%} (upper 95% bound)",
                   'Recommendation': best or 'none meets the target'})
     rep.add('Recommendation', why)
-    rep.add('Results (test split, against truth)', md_table(summary_table(summary, cfg)) + "\n\nRates are pooled "
-            "over seeds (count and Wilson 95% interval); seed means carry a t interval over seeds.")
+    unit = next((r.get('unit') for r in res['rows'] if r.get('unit')), 'image')
+    rep.add('Results (test split, against truth)', f"Every rate counts **{unit}s**.\n\n" +
+            md_table(summary_table(summary, cfg)) + "\n\nRates are pooled over seeds (count and Wilson 95% "
+            "interval); seed means carry a t interval over seeds.")
     if figures: rep.section('Results (test split, against truth)').figures.append(
         compare_figure(summary, res['rows'], cfg['safety_target']))
     mining, two = mining_and_forgetting(res)

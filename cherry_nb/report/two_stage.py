@@ -15,7 +15,8 @@ from .core import (Report, Gate, recommendation, md_table, class_rates, confusio
 
 # %% auto #0
 __all__ = ['report_rows', 'tier_table', 'two_stage_gates', 'executive_summary', 'methodology', 'mining_md', 'forgetting_md',
-           'tiers_md', 'tier_figures', 'calibration_figures', 'confusion_md_figs', 'two_stage_report']
+           'tiers_md', 'cherry_tiers_md', 'tier_figures', 'calibration_figures', 'confusion_md_figs',
+           'two_stage_report']
 
 # %% ../../nbs/12a_report_two_stage.ipynb #09708ec0
 def report_rows(records, title: str = 'Class') -> pd.DataFrame:
@@ -109,9 +110,19 @@ def tiers_md(m: dict) -> str:
             f"{g['accept_threshold']:.3f}, reject from {g['reject_threshold']:.3f} (certificate: pit-miss <= "
             f"{g['alpha']:g} with probability >= {1 - g['delta']:g}, {g['n_pits']} calibration pits)."
             if 'error' not in g else f"Guaranteed thresholds: **not available**: {g['error']}")
-    return (f"{md_table(tier_table(m['tiers_test']))}\n\n{gtxt}\n\nStage-1 scores are temperature-scaled on the "
-            f"validation set (T = {t['temperature']:.3f}; validation NLL {t['nll_before']:.3f} -> "
-            f"{t['nll_after']:.3f}).")
+    unit = 'per image' if 'unit' not in m else 'per image (each view alone: not the decision the line makes)'
+    out = (f"Rates {unit}:\n\n{md_table(tier_table(m['tiers_test']))}\n\n{gtxt}\n\nStage-1 scores are "
+           f"temperature-scaled on the validation set (T = {t['temperature']:.3f}; validation NLL "
+           f"{t['nll_before']:.3f} -> {t['nll_after']:.3f}).")
+    return out + cherry_tiers_md(m)
+
+def cherry_tiers_md(m: dict) -> str:
+    "With several views per cherry: the tier table per cherry (the unit stated) and the cherry-level guarantee."
+    if 'cherry_tiers_test' not in m: return ''
+    cg = m['cherry_guaranteed']
+    g = cg.get('statement') or f"not available: {cg.get('error')}"
+    return (f"\n\n**Per {m['unit']}: what the line decides.** Rates count cherries:\n\n"
+            f"{md_table(tier_table(m['cherry_tiers_test']))}\n\nGuarantee per cherry: {g}.")
 
 def tier_figures(run, m: dict) -> list:
     "Score histograms with the configured thresholds, and risk-coverage curves, on the test split."
