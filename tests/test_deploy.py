@@ -295,7 +295,7 @@ def test_labelled_folder_and_grouped_manifest(enhanced, sim, tmp_path, capsys):
     r = predict_folder(enhanced, tmp_path / 'm.csv', tmp_path / 'o2', group_col='cherry', group_rule='majority', progress=False, verbose=False)
     assert len(r.groups) == 20 and (r.groups.rule == 'majority').all() and r.group_metrics.n == 20
     assert read_inputs(tmp_path / 'm.csv', progress=False).attrs['labelled']
-    with pytest.raises(ValueError, match="group column 'nope'"): predict_folder(enhanced, root, tmp_path / 'o3', group_col='nope', progress=False)
+    with pytest.raises(ValueError, match="column 'nope' not in the input"): predict_folder(enhanced, root, tmp_path / 'o3', group_col='nope', progress=False)
 
 
 # ---------------------------------------------------------------- ONNX
