@@ -100,14 +100,14 @@ def run_job(job: TrainJob, run_dir, cache_dir=None, progress: bool = True, force
     t0 = time.time()
     learn = fit(model, make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed),
                 make_loader(val_ds, cfg.batch_size) if val_ds is not None else None, cfg, aug=aug,
-                ckpt_dir=ckpt, progress=progress)
+                ckpt_dir=ckpt, progress=progress, name=job.name)
     seconds = time.time() - t0
     hist = learn.history
     best = hist.iloc[int(np.argmin(np.abs(hist['epoch'].to_numpy() - (learn.best_epoch or hist['epoch'].iloc[-1]))))].to_dict()
     meta = dict(classes=job.classes, input_size=[3, job.image_size, job.image_size], train_config=asdict(cfg),
                 job=job.to_dict(), job_key=job_key(job, run_dir), manifest_hash=manifest_hash(df),
                 metrics={'best': best, 'best_epoch': learn.best_epoch, 'train_seconds': round(seconds, 1),
-                         'train_images': len(train_ds), 'history': hist.to_dict(orient='list')})
+                         'train_images': len(train_ds), 'history': hist.to_dict(orient='list'), **learn.records})
     if parent is not None: meta['parent'] = parent
     w = save_artifact(learn.model, out, meta)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -115,10 +115,12 @@ def source_file(src: WeightSource) -> Path:
 def load_source(model: nn.Module,  # a timm model built with the source's arch and model_kwargs
                 name: str,         # a `WEIGHT_SOURCES` name
                ) -> dict:
-    "Load the named source's weights into `model` (classifier kept only if its shape fits); returns what was loaded."
+    "Load the named source's weights into `model`; a classifier of another shape starts at zero. Returns what loaded."
     src = weight_source(name); path = source_file(src)
     tensors, left_out = fit_state_dict(src.filter_fn(read_state_dict(path), model), model, f"{name} ({path.name})")
     model.load_state_dict(tensors, strict=not left_out)
+    if left_out:                                       # a new head: start at the constant prediction (all logits 0)
+        for k in left_out: nn.init.zeros_(model.get_parameter(k))
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     model.pretrained_cfg = {**cfg, **src.data_cfg, 'tag': name.split('.')[-1], 'source': name}
     return dict(source=name, file=str(path), sha256=src.sha256, loaded=len(tensors), head_left_out=left_out)
