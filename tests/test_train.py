@@ -309,9 +309,9 @@ def test_lr_find_suggests_a_good_rate_and_restores_everything():
     model = timm.create_model('test_resnet', num_classes=2)              # has BatchNorm buffers
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    found = lr_find(model, loaders()[0], cfg(), aug=False, progress=False)
+    found = lr_find(model, loaders()[0], cfg(), aug=False, num_it=20, progress=False)
     assert state_equal(before, model.state_dict()) and torch.equal(rng, torch.get_rng_state())
-    assert 30 <= len(found.lrs) <= 50 and found.lrs == sorted(found.lrs) and found.rule == 'minimum / 10'
+    assert 10 <= len(found.lrs) <= 20 and found.lrs == sorted(found.lrs) and found.rule == 'minimum / 10'
     assert found.lr == pytest.approx(found.at_min / 10) and found.stopped in ('num_it', 'diverged')
     fig = found.plot()
     assert [t.name for t in fig.data] == ['loss', 'smoothed'] and fig.layout.xaxis.type == 'log'
@@ -376,3 +376,22 @@ def test_config_accepts_find_and_names_bad_values():
         TrainConfig(lr='fast', aug='wild')
     with pytest.raises(ValueError, match='fit_check_margin=1.5'): TrainConfig(fit_check_margin=1.5)
     assert resume_key(TrainConfig(fit_check=False)) == resume_key(TrainConfig())   # checking does not change weights
+
+
+def test_lr_suggestion_needs_a_descent():
+    rng = np.random.default_rng(0); lrs = np.geomspace(1e-6, 1, 100)
+    flat = 0.69 + 0.03 * rng.standard_normal(100)                    # noise: nothing learned at any rate
+    s = suggest_lr(lrs, flat, fallback=5e-4)
+    assert not s['descended'] and s['lr'] == 5e-4 and s['rule'] == 'no descent: the default 0.0005'
+    dip = 0.69 - 0.3 * np.exp(-((np.log10(lrs) + 3) ** 2)) + 0.01 * rng.standard_normal(100)
+    s = suggest_lr(lrs, dip)
+    assert s['descended'] and s['rule'] == 'minimum / 10' and s['lr'] == pytest.approx(s['at_min'] / 10)
+    assert 5e-4 < s['at_min'] < 2e-3 and s['steep'] < s['at_min'] and len(s['losses']) == 100
+    # a sweep with nothing to learn (identical images, labels half and half, a linear model starting at zero)
+    blank = DataLoader(TensorDataset(torch.zeros(64, 3, 8, 8, dtype=torch.uint8), torch.arange(64) % 2),
+                       batch_size=16, shuffle=True)
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    torch.nn.init.zeros_(lin[1].weight); torch.nn.init.zeros_(lin[1].bias)
+    with pytest.warns(UserWarning, match='the loss did not fall'):
+        found = lr_find(lin, blank, cfg(), aug=False, progress=False)
+    assert found.lr == 2e-3 and not found.descended and found.rule == 'no descent: the default 0.002'
