@@ -95,7 +95,7 @@ def _job_metrics(learn, seconds: float, n_train: int) -> dict:
     if learn.start_epoch and 'time_s' in hist:   # resumed: add the epochs that came from the checkpoint
         seconds += float(hist['time_s'].iloc[:learn.start_epoch].sum())
     return {'best': best, 'best_epoch': learn.best_epoch, 'train_seconds': round(seconds, 1),
-            'train_images': n_train, 'history': hist.to_dict(orient='list')}
+            'train_images': n_train, 'history': hist.to_dict(orient='list'), **learn.records}
 
 def run_job(job: TrainJob, run_dir, cache_dir=None, progress: bool = True, force: bool = False,
             callbacks=None,               # extra `fit` callbacks (e.g. `JobLineCB`)
@@ -120,7 +120,7 @@ def run_job(job: TrainJob, run_dir, cache_dir=None, progress: bool = True, force
     t0 = time.time()
     learn = fit(model, make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed),
                 make_loader(val_ds, cfg.batch_size) if val_ds is not None else None, cfg, aug=aug,
-                callbacks=callbacks, ckpt_dir=ckpt, progress=progress)
+                callbacks=callbacks, ckpt_dir=ckpt, progress=progress, name=job.name)
     run = dict(host=socket.gethostname(), pid=os.getpid(), threads=torch.get_num_threads(), **(runner or {}))
     run['resumed_after_epochs'] = learn.start_epoch or None
     meta = dict(classes=job.classes, input_size=[3, job.image_size, job.image_size], train_config=asdict(cfg),

