@@ -44,12 +44,12 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
     arch: str = 'convnextv2_atto'   # timm model for every method
     pretrained: str = ''            # '' from scratch, 'hub' or a local weights file
     image_size: int = 64            # training resolution
-    aug: str = 'heavy'              # field-simulator preset ('none': no augmentation)
+    aug: str = 'light'              # field-simulator preset ('none': no augmentation)
     batch_size: int = 32            # images per step
     epochs: int = 12                # epochs of every from-scratch model (binary, 3-class, members, folds)
-    lr: float = 1e-3                # their learning rate
+    lr: float = 3e-4                # their learning rate, or 'find'
     epochs2: int = 4                # stage-2 epochs
-    lr2: float = 1e-3               # stage-2 learning rate
+    lr2: float = 3e-4               # stage-2 learning rate, or 'find'
     folds: int = 3                  # K for out-of-fold mining
     members: int = 3                # ensemble size M
     seeds: int = 2                  # repetitions (training seeds 0, 1, ...)

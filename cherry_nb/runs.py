@@ -257,9 +257,9 @@ def sim_folder(cfg: DataConfig) -> Path:
     return Path(cfg.data_root) / f"{cfg.preset}-seed{cfg.data_seed}{noise}{views}"
 
 def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
-    from cherry_nb.synth import render_dataset, SynthConfig, SYNTH_VERSION
+    from cherry_nb.synth import render_dataset, preset_config, SYNTH_VERSION
     src = sim_folder(cfg)
-    want = dict(synth_version=SYNTH_VERSION, config=json.loads(to_json(asdict(SynthConfig()))))
+    want = dict(synth_version=SYNTH_VERSION, config=json.loads(to_json(asdict(preset_config(cfg.preset)))))
     have = read_json(src / 'dataset.json') if (src / 'dataset.json').exists() else {}
     if any(have.get(k) != v for k, v in want.items()):      # missing, or rendered by another simulator version
         say(f"rendering simulator data ({cfg.preset}, seed {cfg.data_seed}) into {src}")
@@ -310,8 +310,9 @@ class JobsConfig:
         return ray_for(self.workers, self.ray_address)
     def train_settings(self, epochs: int, lr, batch_size: int, seed: int) -> dict:
         "`TrainConfig` fields of one job."
+        from cherry_nb.train import TrainConfig
         return dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=self.device, amp=self.amp,
-                    compile=self.compile, warmup_epochs=min(1.0, epochs / 4))
+                    compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4))
 
 # %% ../nbs/06a_runs.ipynb #0bbc0907
 @dataclass

@@ -28,8 +28,9 @@ from .tiers import DependentCalibration, tier_metrics
 # %% auto #0
 __all__ = ['TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits', 'collapse_to_binary',
            'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions', 'guaranteed_on', 'two_stage_tiers',
-           'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'run_flags',
-           'deploy_artifact', 'verify_lineage', 'write_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
+           'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'fit_verdicts',
+           'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage', 'write_bundles', 'TwoStageResult',
+           'train_two_stage', 'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 def _is_timm_model(name: str) -> bool:
@@ -42,12 +43,12 @@ class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
     arch: str = 'convnextv2_atto'    # timm model (production: convnextv2_tiny)
     pretrained: str = ''             # '' from scratch, 'hub' or a local weights file
     image_size: int = 64             # training resolution
-    aug: str = 'heavy'               # field-simulator preset (the seed's is 'heavy'; 'none' for no augmentation)
+    aug: str = 'light'               # field-simulator preset (the seed's was 'heavy'; 'none' for no augmentation)
     batch_size: int = 32             # images per step
-    epochs1: int = 15                # stage-1 epochs
-    lr1: float = 1e-3                # stage-1 peak learning rate
+    epochs1: int = 20                # stage-1 epochs (the seed's: 15)
+    lr1: float = 3e-4                # stage-1 peak learning rate, or 'find' (the seed's: 1e-3)
     epochs2: int = 5                 # stage-2 epochs
-    lr2: float = 1e-3                # stage-2 peak learning rate
+    lr2: float = 3e-4                # stage-2 peak learning rate, or 'find' (the seed's: 1e-3)
     stage2_mode: str = 'head'        # what stage 2 trains: 'head' (the seed's), 'last_stages' or 'full'
     n_stages: int = 1                # stages unfrozen when stage2_mode is 'last_stages'
     replay: float = 0.0              # fraction of stage-2 training rows replayed with their stage-1 label
@@ -224,7 +225,7 @@ def measure_two_stage(df, mined, scores: dict, cfg: TwoStageConfig, ts: Temperat
     gv, gt = cherry_ids(dv), cherry_ids(dt)
     out.update(two_stage_tiers(cfg, p1v, yv, p1, q2, y, gv))
     if gt is not None: out.update(cherry_tiers(cfg, p1v, yv, gv, p1, q2, y, gt))
-    out['temperature'] = ts.to_meta()
+    out['temperature'], out['fit_verdicts'] = ts.to_meta(), fit_verdicts(run)
     out['flags'] = run_flags(out, prior=float(yv.mean()))
     return out
 
@@ -264,9 +265,21 @@ def calibration_flags(ts: dict, prior: float, bounds=(0.01, 100.0), margin: floa
                         "nothing"))
     return out
 
+def fit_verdicts(run) -> dict:
+    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by artifact name."
+    arts = RunFolder(run).artifacts
+    metas = {p.stem: read_json(p) for p in sorted(arts.glob('*.json'))} if arts.is_dir() else {}
+    return {k: m['metrics']['fit_verdict'] for k, m in metas.items()
+            if isinstance(m, dict) and 'fit_verdict' in (m.get('metrics') or {})}
+
+def fit_flags(verdicts: dict) -> list:
+    "A 'not learning' flag for every job whose model learned nothing (its numbers are not results)."
+    return [dict(kind='not learning', message=f"job {k} learned nothing: {v['reason']}")
+            for k, v in verdicts.items() if v.get('learned') is False]
+
 def run_flags(metrics: dict, prior: float, max_moved: float = 0.5) -> list:
     "Everything in a two-stage run's metrics that makes a headline number meaningless."
-    out = []
+    out = fit_flags(metrics.get('fit_verdicts') or {})
     for r in metrics['mining_table']:
         moved, total = r["Moved to 'Maybe'"], r['Total Images']
         if total and moved / total >= max_moved:

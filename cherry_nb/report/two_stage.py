@@ -47,7 +47,7 @@ def _flags_md(flags) -> str:
 def executive_summary(m: dict) -> str:
     "The executive summary: flags first, then the seed's headline (unless a flag voids it) and the truth."
     s2, prod, acc = m['stage2_test_binary'], m['production_tiers_test'], m['stage2_val_mined_accuracy']
-    void = {'degenerate mining', 'collapsed model'} & {f['kind'] for f in m.get('flags', [])}
+    void = {'degenerate mining', 'collapsed model', 'not learning'} & {f['kind'] for f in m.get('flags', [])}
     head = (f"Stage 2's accuracy on the mined validation labels ({acc}) is **not a result**: "
             + ' and '.join(sorted(void)) + " (see the warnings above). " if void else
             f"Stage 2 reaches **{100 * acc.rate:.2f}% accuracy** on the 3-class mined validation set ({acc}), "
