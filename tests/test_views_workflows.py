@@ -1,0 +1,49 @@
+"""Both workflows end to end with several views per cherry (`-p views 3` on the `tiny` simulator preset): splits keep a
+cherry's views together, the tiers are per cherry and the reports state the unit."""
+import json, subprocess, sys
+from pathlib import Path
+
+import pandas as pd, pytest
+
+EXE = str(Path(sys.executable).parent / 'cherry-nb')
+TINY = ['-p', 'preset', 'tiny', '-p', 'views', '3', '-p', 'arch', 'test_resnet', '-p', 'image_size', '32',
+        '-p', 'aug', 'none', '-p', 'batch_size', '16']
+
+
+def run(tmp_path, workflow, *args):
+    r = subprocess.run([EXE, 'run', workflow, *TINY, '-p', 'data_root', str(tmp_path / 'data'), *map(str, args),
+                        '--runs-dir', str(tmp_path / 'runs')], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=1200)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    return next((tmp_path / 'runs').iterdir()), r
+
+
+def _one_split_per_cherry(run):
+    p = pd.read_csv(run / 'predictions.csv')
+    assert 'cherry_id' in p.columns and p.groupby('cherry_id').split.nunique().max() == 1
+    assert p.groupby('cherry_id').size().max() == 3
+    return p
+
+
+@pytest.mark.slow
+def test_two_stage_with_three_views(tmp_path):
+    run, r = run(tmp_path, 'two-stage', '-p', 'epochs1', 2, '-p', 'epochs2', 1, '-p', 'rule', 'max')
+    assert (tmp_path / 'data' / 'tiny-seed0-views3' / 'dataset.json').exists()
+    _one_split_per_cherry(run)
+    m = json.loads((run / 'metrics.json').read_text())
+    n_test = m['cherry_tiers_test'][0]['pit_miss']['n']
+    assert m['unit'].startswith('cherry') and 0 < n_test <= 48
+    rep = (run / 'report.md').read_text()
+    assert 'Per cherry' in rep and 'Rates count cherries' in rep
+
+
+@pytest.mark.slow
+def test_compare_with_three_views(tmp_path):
+    run, r = run(tmp_path, 'compare', '-p', 'epochs', 1, '-p', 'epochs2', 1, '-p', 'folds', 2, '-p', 'members', 2,
+                 '-p', 'seeds', 1, '-p', 'rule', 'mean')
+    _one_split_per_cherry(run)
+    res = json.loads((run / 'results.json').read_text())
+    rows = [row for row in res['rows'] if 'pit_miss' in row]
+    assert rows and all(row['unit'] == 'cherry (mean of its views)' for row in rows)
+    assert all(row['pit_miss']['n'] <= 48 for row in rows)          # cherries, not their 3 views
+    assert 'Every rate counts **cherries (mean of its views)**' in (run / 'report.md').read_text()
