@@ -166,9 +166,11 @@ def test_fit_check_stops_a_workflow_that_learns_nothing(tmp_path):
     """Labels shuffled at random: stage 1 cannot learn; the fit check stops the run after five epochs with its
     message, the run is recorded as failed with that message, and no report with a headline is written."""
     data = _shuffled_folder(tiny_sim(n_train=48, n_val=24, n_test=16), tmp_path / 'data')
-    r = cli('run', 'two-stage', '-p', 'data', data, *TINY, '-p', 'epochs1', '8', '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=900)
+    r = cli('run', 'two-stage', '-p', 'data', data, *TINY, '-p', 'epochs1', '8', '--runs-dir', tmp_path / 'runs',
+            cwd=tmp_path, timeout=900)
     assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
-    assert 'NotLearning' in r.stderr and 'not learning after 5 epochs' in r.stderr and 'Try: a lower learning' in r.stderr
+    assert 'NotLearning' in r.stderr and 'not learning after 5 epochs' in r.stderr
+    assert 'Try: a lower learning' in r.stderr
     run = next((tmp_path / 'runs').iterdir())
     rec = json.loads((run / 'run.json').read_text())
     assert rec['status'] == 'failed' and 'not learning' in (run / 'error.txt').read_text()

@@ -10,7 +10,7 @@ TINY = ['-p', 'preset', 'tiny', '-p', 'views', '3', '-p', 'arch', 'test_resnet',
         '-p', 'aug', 'none', '-p', 'batch_size', '16']
 
 
-def run(tmp_path, workflow, *args):
+def run_workflow(tmp_path, workflow, *args):
     r = subprocess.run([EXE, 'run', workflow, *TINY, '-p', 'data_root', str(tmp_path / 'data'), *map(str, args),
                         '--runs-dir', str(tmp_path / 'runs')], capture_output=True, text=True, cwd=tmp_path,
                        timeout=1200)
@@ -27,7 +27,7 @@ def _one_split_per_cherry(run):
 
 @pytest.mark.slow
 def test_two_stage_with_three_views(tmp_path):
-    run, r = run(tmp_path, 'two-stage', '-p', 'epochs1', 2, '-p', 'epochs2', 1, '-p', 'rule', 'max')
+    run, r = run_workflow(tmp_path, 'two-stage', '-p', 'epochs1', 2, '-p', 'epochs2', 1, '-p', 'rule', 'max')
     assert (tmp_path / 'data' / 'tiny-seed0-views3' / 'dataset.json').exists()
     _one_split_per_cherry(run)
     m = json.loads((run / 'metrics.json').read_text())
@@ -39,8 +39,8 @@ def test_two_stage_with_three_views(tmp_path):
 
 @pytest.mark.slow
 def test_compare_with_three_views(tmp_path):
-    run, r = run(tmp_path, 'compare', '-p', 'epochs', 1, '-p', 'epochs2', 1, '-p', 'folds', 2, '-p', 'members', 2,
-                 '-p', 'seeds', 1, '-p', 'rule', 'mean')
+    run, r = run_workflow(tmp_path, 'compare', '-p', 'epochs', 1, '-p', 'epochs2', 1, '-p', 'folds', 2,
+                          '-p', 'members', 2, '-p', 'seeds', 1, '-p', 'rule', 'mean')
     _one_split_per_cherry(run)
     res = json.loads((run / 'results.json').read_text())
     rows = [row for row in res['rows'] if 'pit_miss' in row]
