@@ -8,7 +8,8 @@ import numpy as np, pytest, torch
 
 from cherry_nb.core import CLASSES_3, sha256_file
 from cherry_nb.data import read_image_folder, save_manifest
-from cherry_nb.jobs import TrainJob, JobsFailed, job_log_path, plan_jobs, run_job, run_jobs, torch_threads, job_threads, ATTEMPT
+from cherry_nb.jobs import (TrainJob, JobsFailed, job_log_path, plan_jobs, run_job, run_jobs, torch_threads,
+                            job_threads, ATTEMPT)
 from cherry_nb.models import read_artifact_meta
 from cherry_nb.synth import render_dataset
 from cherry_nb.train import Callback

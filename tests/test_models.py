@@ -2,8 +2,9 @@
 import hashlib, json, time
 import pytest, torch, timm, safetensors.torch
 from cherry_nb.core import CLASSES_2, CLASSES_3, sha256_file
-from cherry_nb.models import (create_model, hub_reachable, load_weights, grow_head, set_trainable, count_params, describe,
-                              save_artifact, load_artifact, artifact_hash, artifact_paths, PretrainedWeightsError)
+from cherry_nb.models import (create_model, hub_reachable, load_weights, grow_head, set_trainable, count_params,
+                              describe, save_artifact, load_artifact, artifact_hash, artifact_paths,
+                              PretrainedWeightsError)
 
 X = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -35,7 +36,8 @@ def test_unreachable_hub_detected_by_socket(monkeypatch):
     monkeypatch.setenv('HF_ENDPOINT', 'http://127.0.0.1:9')   # nothing listens on the discard port
     t0 = time.time()
     assert hub_reachable(timeout=2) is False
-    with pytest.raises(PretrainedWeightsError, match='cannot be reached'): create_model('convnextv2_atto', pretrained=True)
+    with pytest.raises(PretrainedWeightsError, match='cannot be reached'):
+        create_model('convnextv2_atto', pretrained=True)
     assert time.time() - t0 < 5
 
 def test_local_weights_backbone_and_full_classifier(tmp_path):
@@ -69,7 +71,8 @@ def test_local_weights_refusals(tmp_path):
     safetensors.torch.save_file(sd, tmp_path / 'atto.safetensors')
     with pytest.raises(PretrainedWeightsError, match='do not fit convnextv2_femto; shape mismatch'):
         create_model('convnextv2_femto', pretrained=tmp_path / 'atto.safetensors')
-    with pytest.raises(FileNotFoundError, match='nope.pt'): create_model('convnextv2_atto', pretrained=tmp_path / 'nope.pt')
+    with pytest.raises(FileNotFoundError, match='nope.pt'):
+        create_model('convnextv2_atto', pretrained=tmp_path / 'nope.pt')
 
 # ---------------------------------------------------------------- head surgery and freezing
 @pytest.mark.parametrize('init', ['mean', 'zero'])
@@ -84,7 +87,8 @@ def test_grow_head_keeps_stage1_outputs_exactly(init):
     if init == 'mean':                                                # maybe is never preferred, p(maybe) <= prior
         assert (after.argmax(1) != 2).all() and (p[:, 2] <= 0.01).all()
     else:
-        assert torch.equal(m.get_classifier().weight[2], torch.zeros(320)) and abs(m.get_classifier().bias[2] - torch.log(torch.tensor(0.01))) < 1e-6
+        assert torch.equal(m.get_classifier().weight[2], torch.zeros(320))
+        assert abs(m.get_classifier().bias[2] - torch.log(torch.tensor(0.01))) < 1e-6
 
 def test_grow_head_reorders_by_name():
     m = create_model('convnextv2_atto', CLASSES_2); before = out(m)
@@ -99,8 +103,10 @@ def test_set_trainable_modes():
     set_trainable(m, 'head')
     assert trainable(m) == {'head.norm.weight', 'head.norm.bias', 'head.fc.weight', 'head.fc.bias'}
     set_trainable(m, 'last_stages', n_stages=2)
-    assert {n.split('.')[0] + ('.' + n.split('.')[1] if n.startswith('stages') else '') for n in trainable(m)} == {'head', 'stages.2', 'stages.3'}
-    assert count_params(m, trainable=True) == sum(p.numel() for mod in (m.head, m.stages[2], m.stages[3]) for p in mod.parameters())
+    assert ({n.split('.')[0] + ('.' + n.split('.')[1] if n.startswith('stages') else '') for n in trainable(m)}
+            == {'head', 'stages.2', 'stages.3'})
+    assert count_params(m, trainable=True) == sum(p.numel() for mod in (m.head, m.stages[2], m.stages[3])
+                                                  for p in mod.parameters())
     set_trainable(m, 'full'); assert count_params(m, True) == count_params(m)
     with pytest.raises(ValueError, match='n_stages must be in 1..4'): set_trainable(m, 'last_stages', 5)
     with pytest.raises(ValueError, match="mode must be"): set_trainable(m, 'backbone')
@@ -118,15 +124,17 @@ def stage2(tmp_path_factory):
     s1 = create_model('convnextv2_atto', CLASSES_2)
     p1 = save_artifact(s1, d / 'stage1', dict(input_size=(3, 32, 32), metrics=dict(acc=0.93)))
     m = grow_head(s1, CLASSES_2, CLASSES_3)
-    p2 = save_artifact(m, d / 'stage2.safetensors', dict(input_size=(3, 32, 32), parent=d / 'stage1.json', manifest_hash='m' * 64,
-                                                         train_config=dict(lr=1e-3, epochs=2), thresholds=dict(review=.5, reject=.75),
-                                                         temperature=1.3, notes='demo'))
+    p2 = save_artifact(m, d / 'stage2.safetensors',
+                       dict(input_size=(3, 32, 32), parent=d / 'stage1.json', manifest_hash='m' * 64,
+                            train_config=dict(lr=1e-3, epochs=2), thresholds=dict(review=.5, reject=.75),
+                            temperature=1.3, notes='demo'))
     return d, m, p1, p2
 
 def test_artifact_round_trip(stage2):
     d, m, p1, p2 = stage2
     assert p2 == d / 'stage2.safetensors' and (d / 'stage2.json').is_file()
-    assert sorted(f.name for f in d.iterdir()) == ['stage1.json', 'stage1.safetensors', 'stage2.json', 'stage2.safetensors']
+    assert sorted(f.name for f in d.iterdir()) == ['stage1.json', 'stage1.safetensors', 'stage2.json',
+                                                   'stage2.safetensors']
     for path in (d / 'stage2', d / 'stage2.json', p2):
         m2, meta = load_artifact(path)
         assert torch.equal(out(m2), out(m)) and not m2.training
@@ -149,7 +157,8 @@ def test_artifact_refuses_mismatch(stage2):
     d, m, _, p2 = stage2
     raw = bytearray(p2.read_bytes()); raw[-5] ^= 0xFF                 # one flipped byte in the tensor data
     bad = _copy(d, 'tampered', weights=bytes(raw))
-    with pytest.raises(ValueError, match=r'tampered\.safetensors: weights file does not match its metadata tampered\.json: sha256'):
+    with pytest.raises(ValueError, match=r'tampered\.safetensors: weights file does not match its metadata '
+                                         r'tampered\.json: sha256'):
         load_artifact(bad)
     with pytest.raises(ValueError, match=r"metadata says classes \['clean', 'pit'\]"):
         load_artifact(_copy(d, 'two_classes', lambda j: j.update(classes=['clean', 'pit'])))
@@ -159,18 +168,24 @@ def test_artifact_refuses_mismatch(stage2):
     sd = {k: v for k, v in m.state_dict().items() if k != 'stages.3.blocks.1.mlp.grn.weight'}
     data = safetensors.torch.save({k: v.contiguous() for k, v in sd.items()})
     bad = _copy(d, 'missing', lambda j: j.update(weights_sha256=hashlib.sha256(data).hexdigest()), weights=data)
-    with pytest.raises(ValueError, match=r'missing\.safetensors: weights disagree with metadata missing\.json.*missing keys \(1\): stages\.3\.blocks\.1\.mlp\.grn\.weight'):
+    with pytest.raises(ValueError, match=r'missing\.safetensors: weights disagree with metadata missing\.json.*'
+                                         r'missing keys \(1\): stages\.3\.blocks\.1\.mlp\.grn\.weight'):
         load_artifact(bad)
     full = safetensors.torch.save({k: v.contiguous() for k, v in m.state_dict().items()})
-    bad = _copy(d, 'shape', lambda j: j.update(weights_sha256=hashlib.sha256(full).hexdigest(), classes=['clean', 'pit']), weights=full)
-    with pytest.raises(ValueError, match=r"shape mismatch.*head\.fc\.weight: file \(3, 320\) vs convnextv2_atto with 2 classes \(2, 320\)"):
+    bad = _copy(d, 'shape',
+                lambda j: j.update(weights_sha256=hashlib.sha256(full).hexdigest(), classes=['clean', 'pit']),
+                weights=full)
+    with pytest.raises(ValueError, match=r"shape mismatch.*head\.fc\.weight: file \(3, 320\) "
+                                         r"vs convnextv2_atto with 2 classes \(2, 320\)"):
         load_artifact(bad)
     (d / 'lonely.json').write_text((d / 'stage2.json').read_text())
-    with pytest.raises(FileNotFoundError, match=r'lonely\.safetensors: artifact weights file not found'): load_artifact(d / 'lonely')
+    with pytest.raises(FileNotFoundError, match=r'lonely\.safetensors: artifact weights file not found'):
+        load_artifact(d / 'lonely')
 
 def test_save_artifact_checks_classes(tmp_path):
     m = create_model('convnextv2_atto')
-    with pytest.raises(ValueError, match='do not match the classifier'): save_artifact(m, tmp_path / 'x', dict(classes=CLASSES_3))
+    with pytest.raises(ValueError, match='do not match the classifier'):
+        save_artifact(m, tmp_path / 'x', dict(classes=CLASSES_3))
     assert not list(tmp_path.iterdir())
 
 # ---------------------------------------------------------------- named pretrained sources (see tests/test_weights.py)

@@ -21,7 +21,8 @@ def _digest(root: Path) -> dict:
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    return render_dataset(tmp_path_factory.mktemp('synth') / 'tiny', seed=3, pit_as_clean=0.2, clean_as_pit=0.1, workers=2, **TINY)
+    return render_dataset(tmp_path_factory.mktemp('synth') / 'tiny', seed=3, pit_as_clean=0.2, clean_as_pit=0.1,
+                          workers=2, **TINY)
 
 
 def test_render_cherry_deterministic_and_shaped():
@@ -63,7 +64,8 @@ def test_truth_columns_and_consistency(tiny):
     cfg = SynthConfig(**meta['config'])
     assert list(df.columns[:len(TRUTH_COLS)]) == list(TRUTH_COLS)
     assert {'snr', 'mimic', 'pit_r', 'pit_absorb', 'exposure', 'jpeg_q', 'motion_px'} <= set(df.columns)
-    assert not {'label', 'split', 'path', 'sha256', 'width', 'height', 'mode'} & set(df.columns)   # no clash with the manifest
+    # no clash with the manifest
+    assert not {'label', 'split', 'path', 'sha256', 'width', 'height', 'mode'} & set(df.columns)
     parts = df.relpath.str.split('/')
     assert (parts.str[1] == df.given_label).all() and set(parts.str[0]) == {'train', 'val', 'test'}
     assert all((tiny / r).is_file() for r in df.relpath) and len(list(tiny.rglob('*.png'))) == len(df)
@@ -75,12 +77,14 @@ def test_truth_columns_and_consistency(tiny):
     assert (df.ambiguous == (df.label3 == 'maybe')).all()
     expect = [label3_from_truth(p, v, m, cfg) for p, v, m in zip(df.pit_present, df.visibility, df.mimic)]
     assert list(df.label3) == expect
-    assert ((df.label3 == 'pit') <= (df.pit_present == 1)).all() and ((df.label3 == 'clean') <= (df.pit_present == 0)).all()
+    assert ((df.label3 == 'pit') <= (df.pit_present == 1)).all()
+    assert ((df.label3 == 'clean') <= (df.pit_present == 0)).all()
     kept = df.noise_flipped == 0
     assert (df.given_label[kept] == df.true_label[kept]).all() and (df.given_label[~kept] != df.true_label[~kept]).all()
     for c in df.confounders[df.confounders != '']:
         assert set(c.split(';')) <= set(CONFOUNDERS)
-    assert meta['generator'] == 'cherry_nb.synth' and meta['seed'] == 3 and meta['counts'] == dict(train=16, val=8, test=8)
+    assert meta['generator'] == 'cherry_nb.synth' and meta['seed'] == 3
+    assert meta['counts'] == dict(train=16, val=8, test=8)
 
 
 def test_noise_rates_exact(tmp_path):
@@ -114,7 +118,8 @@ def test_default_difficulty_ambiguity_and_visibility():
         rows.append(render_cherry(np.random.default_rng((11, i)), cfg)[1])
     df = pd.DataFrame(rows)
     assert 0.03 <= df.ambiguous.mean() <= 0.13, df.ambiguous.mean()
-    assert (df.label3[df.pit_present == 1] == 'maybe').mean() > 0.02 and (df.label3[df.pit_present == 0] == 'maybe').mean() > 0.01
+    assert (df.label3[df.pit_present == 1] == 'maybe').mean() > 0.02
+    assert (df.label3[df.pit_present == 0] == 'maybe').mean() > 0.01
     frag, whole = df.visibility[df.pit_kind == 'fragment'], df.visibility[df.pit_kind == 'whole']
     assert frag.median() < whole.median()
     rho = pd.Series(vis).rank().corr(pd.Series(diffs).rank())
@@ -150,7 +155,8 @@ def test_refuses_to_overwrite(tmp_path):
         render_dataset(foreign, n_train=4, n_val=0, n_test=0, size=32, overwrite=True, progress=False)
     assert (foreign / 'train' / 'pit' / 'x.png').read_bytes() == b'not ours'
     (tmp_path / 'empty').mkdir()
-    assert len(list(render_dataset(tmp_path / 'empty', n_train=3, n_val=0, n_test=0, size=32, progress=False).rglob('*.png'))) == 3
+    assert len(list(render_dataset(tmp_path / 'empty', n_train=3, n_val=0, n_test=0, size=32,
+                                   progress=False).rglob('*.png'))) == 3
 
 
 def test_read_with_data_layer(tiny):

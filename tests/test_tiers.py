@@ -28,7 +28,8 @@ def scores(n_clean, n_pit, seed):
 def test_threshold_policies_boundaries_and_validation():
     s = np.array([0.0, 0.4999, 0.5, 0.65, 0.7499, 0.75, 0.85, 1.0])
     assert enhanced_two_class()(s).tolist() == ['accept'] * 3 + ['review', 'review', 'review', 'reject', 'reject']
-    assert ThresholdPolicy(0.5, 0.75)(s).tolist() == ['accept', 'accept', 'review', 'review', 'review', 'reject', 'reject', 'reject']
+    assert ThresholdPolicy(0.5, 0.75)(s).tolist() == ['accept', 'accept', 'review', 'review', 'review',
+                                                      'reject', 'reject', 'reject']
     assert ThresholdPolicy(0.5, 0.5)(s).tolist() == ['accept', 'accept'] + ['reject'] * 6     # no review tier
     probs2 = np.c_[1 - s, s]
     assert np.array_equal(enhanced_two_class()(probs2), enhanced_two_class()(s))
@@ -48,10 +49,12 @@ def test_three_class_policies():
     arg = ArgmaxPolicy()(p)
     assert np.array_equal(arg, np.array(['accept', 'reject', 'review'])[p.argmax(1)])
     prod = ProductionPolicy()(p)
-    assert np.array_equal(prod == 'reject', p[:, 1] >= 0.75) and np.array_equal(prod == 'review', (p[:, 1] >= 0.5) & (p[:, 1] < 0.75))
+    assert np.array_equal(prod == 'reject', p[:, 1] >= 0.75)
+    assert np.array_equal(prod == 'review', (p[:, 1] >= 0.5) & (p[:, 1] < 0.75))
     prod_m = ProductionPolicy(maybe_to_review=True)(p)
     changed = prod_m != prod
-    assert changed.sum() > 0 and np.all(p[changed].argmax(1) == 2) and np.all(prod[changed] == 'accept') and np.all(prod_m[changed] == 'review')
+    assert changed.sum() > 0 and np.all(p[changed].argmax(1) == 2)
+    assert np.all(prod[changed] == 'accept') and np.all(prod_m[changed] == 'review')
     assert np.all(prod_m[(p.argmax(1) == 2)] != 'accept')
     for pol in (ArgmaxPolicy(), ProductionPolicy(0.4, 0.8, True)):
         assert policy_from_dict(pol.to_dict()) == pol and pol.to_dict()['name']
@@ -147,7 +150,8 @@ def test_guaranteed_thresholds_by_hand():
     pol = g.policy
     assert isinstance(pol, ThresholdPolicy) and pol.review == g.accept_threshold and 'alpha=0.02' in pol.name
     d = json.loads(to_json(g.as_dict()))
-    assert d['accept_threshold'] == g.accept_threshold and d['pvalue_accept'] <= delta and d['cal_pit_miss']['k'] == k_star
+    assert d['accept_threshold'] == g.accept_threshold and d['pvalue_accept'] <= delta
+    assert d['cal_pit_miss']['k'] == k_star
 
 
 def _mapie_controller(risk, target, confidence, candidates, choice):
@@ -196,8 +200,10 @@ def test_mapie_never_certifies_more_than_we_do():
         mv = np.sort(acc.valid_predict_params)
         assert len(mv) > 0 and np.array_equal(mv, g.valid_accept[:len(mv)])
         k = np.searchsorted(np.sort(s[y == 1]), g.candidates, 'left')
-        pm = acc.p_values[:, 0]                 # min(Hoeffding, binomial tail at ceil(n * r_hat)): between ours at k and k + 1
-        assert np.all(pm >= binomial_pvalue(k, n_pit, 0.02) * (1 - 1e-9)) and np.all(pm <= binomial_pvalue(k + 1, n_pit, 0.02) * (1 + 1e-9))
+        # min(Hoeffding, binomial tail at ceil(n * r_hat)): between ours at k and k + 1
+        pm = acc.p_values[:, 0]
+        assert np.all(pm >= binomial_pvalue(k, n_pit, 0.02) * (1 - 1e-9))
+        assert np.all(pm <= binomial_pvalue(k + 1, n_pit, 0.02) * (1 + 1e-9))
         assert np.isclose(pm, binomial_pvalue(k, n_pit, 0.02), rtol=1e-9).mean() > 0.3
 
 
@@ -237,7 +243,8 @@ def test_risk_coverage_and_aurc_hand_computed():
     rc = risk_coverage(s, y)
     assert np.allclose(rc.coverage, [0.2, 0.4, 0.6, 0.8, 1.0]) and np.allclose(rc.risk, [0, 1/2, 1/3, 2/4, 2/5])
     assert aurc(s, y) == pytest.approx((0 + 1/2 + 1/3 + 1/2 + 2/5) / 5)
-    assert aurc([0.1, 0.2, 0.9], [0, 0, 1]) == pytest.approx(1 / 9) and aurc([0.9, 0.1], [0, 1]) == pytest.approx((1 + 1/2) / 2)
+    assert aurc([0.1, 0.2, 0.9], [0, 0, 1]) == pytest.approx(1 / 9)
+    assert aurc([0.9, 0.1], [0, 1]) == pytest.approx((1 + 1/2) / 2)
     # ties: the order inside a tie does not matter
     assert np.allclose(risk_coverage([0.2, 0.2, 0.2, 0.7], [1, 0, 0, 1]).risk, [1/3, 1/3, 1/3, 1/2])
     assert aurc([0.2, 0.2, 0.2, 0.7], [1, 0, 0, 1]) == aurc([0.2, 0.2, 0.2, 0.7], [0, 0, 1, 1])
