@@ -40,7 +40,9 @@ def relink(md: str, targets: dict) -> str:
     def sub(m):
         text, name = m[1].strip('`'), targets.get(m[2])
         return f"{{py:obj}}`{text} <{name}>`" if name else f"`{text}`"
-    return _re_link.sub(sub, md)
+    parts = re.split(r'(^```.*?^```)', md, flags=re.S | re.M)          # inside code blocks a link is its text
+    return ''.join(_re_link.sub(lambda m: m[1].strip('`'), p) if p.startswith('```') else _re_link.sub(sub, p)
+                   for p in parts)
 
 
 def _directives(src: str):
