@@ -114,7 +114,8 @@ def home_page(modules, pages, tutorials) -> str:
     "README.md (generated from nbs/index.ipynb) as the home page, with the site's tables of contents."
     md = re.sub(r'^<!--.*?-->\s*', '', (ROOT/'README.md').read_text(encoding='utf-8'), flags=re.S)
     md = md.replace('](nbs/tutorials/', '](tutorials/')
-    toc = lambda cap, items: f"\n```{{toctree}}\n:caption: {cap}\n:maxdepth: 1\n:hidden:\n\n" + '\n'.join(items) + '\n```\n'
+    toc = lambda cap, items: (f"\n```{{toctree}}\n:caption: {cap}\n:maxdepth: 1\n:hidden:\n\n" + '\n'.join(items)
+                              + '\n```\n')
     return (md + toc('Tutorials', tutorials) + toc('Modules (notebooks)', pages)
             + toc('API reference', [f'api/{m}' for m in modules]))
 
@@ -155,7 +156,8 @@ def sphinx(src: Path, out: Path, doctrees: Path, jobs: int = 1, log=print):
     p = subprocess.run(cmd, capture_output=True, text=True)
     warns = [l for l in p.stderr.splitlines() if 'WARNING' in l or 'ERROR' in l]
     for w in warns[:40]: log(w)
-    if p.returncode: raise RuntimeError(f"sphinx-build failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    if p.returncode:
+        raise RuntimeError(f"sphinx-build failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return warns
 
 
