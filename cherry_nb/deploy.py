@@ -173,7 +173,7 @@ def _check_certificate(g: GuaranteedTiers | CherryGuarantee, calibration: dict):
         raise ValueError(f"the guaranteed thresholds {g.accept_threshold}/{g.reject_threshold} do not follow from the "
                          f"calibration scores given ({r.accept_threshold}/{r.reject_threshold}): wrong scores or split")
 
-# %% ../nbs/16_deploy.ipynb #2c02f91e
+# %% ../nbs/16_deploy.ipynb #ccb0772c
 def _rule_phrase(rule: str, k: int = 2) -> str:
     "How a cherry's score follows from its views, in a few words: 'max of its views', ..."
     return {'max': 'max', 'mean': 'mean', 'topk': f'mean of the {k} highest', 'noisy_or': 'noisy-OR'}[rule] + \
@@ -645,7 +645,7 @@ def group_decisions(preds: pd.DataFrame,       # per-image predictions with `tie
     if 'y_pit' in preds.columns: out['y_pit'] = g['y_pit'].max().reindex(counts.index).to_numpy()
     return out
 
-# %% ../nbs/16_deploy.ipynb #7a329f99
+# %% ../nbs/16_deploy.ipynb #873761c4
 PATTERN_COL = 'cherry'   # the group column that a file-name pattern fills
 
 def _check_grouping(b: Bundle, group_col, group_rule, group_pattern) -> re.Pattern | None:
@@ -992,7 +992,7 @@ def export_command(a) -> int:
               "cherry_nb.cherry_decision" if b.unit == 'cherry' else ''))
     return 0
 
-# %% ../nbs/16_deploy.ipynb #756d6c02
+# %% ../nbs/16_deploy.ipynb #56a35c68
 @patch
 def decide_cherries(self: Bundle,
                     view_scores,     # p(pit) per view (`predict(...).p_pit` or its `Scores`); NaN: a view that failed
