@@ -31,12 +31,12 @@ from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'GROUP_RULES',
-           'PATTERN_COL', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest', 'tensors_digests',
-           'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of', 'save_bundle',
-           'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle', 'load_bundle',
-           'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions', 'metrics_text',
-           'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx', 'export_onnx',
-           'predict_command', 'export_command']
+           'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
+           'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
+           'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
+           'load_bundle', 'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions',
+           'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx',
+           'export_onnx', 'predict_command', 'export_command']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -647,25 +647,70 @@ def group_decisions(preds: pd.DataFrame,       # per-image predictions with `tie
 
 # %% ../nbs/16_deploy.ipynb #873761c4
 PATTERN_COL = 'cherry'   # the group column that a file-name pattern fills
+VIEW_PATTERN = r'(?P<cherry>[^/]+)_v\d+\.[^/.]+$'   # the default naming of views: <cherry>_v<k>.<ext> (the simulator's)
 
 def _check_grouping(b: Bundle, group_col, group_rule, group_pattern) -> re.Pattern | None:
     "Refuse a grouping that does not fit the bundle, before any file is read; the compiled pattern (or None)."
     if group_col and group_pattern: raise ValueError("give a group column or a group pattern, not both")
     if b.unit == 'cherry':
         pol = b.policy
-        if not (group_col or group_pattern):
-            raise ValueError(f"this bundle decides per cherry ({_rule_phrase(pol.rule, pol.k)}); give --group-col or "
-                             "--group-pattern (predict_folder: group_col= or group_pattern=) to say which files are "
-                             "the views of one cherry")
         if group_rule not in (None, pol.rule):
             raise ValueError(f"this bundle decides each cherry by its own rule ({pol.rule!r}, which its thresholds "
                              f"were set for); group_rule={group_rule!r} is for per-image bundles")
     elif group_rule is not None and group_rule not in GROUP_RULES:
         raise ValueError(f"group_rule must be one of {list(GROUP_RULES)}; got {group_rule!r}")
+    elif (group_col or group_pattern) and group_rule is None:
+        raise ValueError(_image_unit_refusal(b, f"group_col={group_col!r}" if group_col else
+                                             f"group_pattern={group_pattern!r}", "groups the files into cherries"))
     if not group_pattern: return None
     try: return re.compile(group_pattern)
     except re.error as e:
         raise ValueError(f"group pattern {group_pattern!r} is not a regular expression: {e}") from None
+
+def _image_unit_refusal(b: Bundle, what: str, does: str) -> str:
+    "Why a per-image bundle does not decide cherries: its thresholds (and guarantee) hold for single images only."
+    return (f"this bundle decides per image: its {'guarantee was certified' if b.certificate else 'thresholds were set'}"
+            f" on single images and hold(s) per image only; {what} {does}. Decide cherries with a per-cherry bundle "
+            "(save_bundle(..., policy=views.CherryGuarantee or CherryPolicy, unit='cherry')), or pass group_rule "
+            "(--group-rule 'most-severe' or 'majority') to add an uncertified per-group summary of the image tiers")
+
+def _view_names(b: Bundle, df: pd.DataFrame, src: Path) -> re.Pattern:
+    "A per-cherry bundle given no grouping: `VIEW_PATTERN` when every file is named <cherry>_v<k>.<ext>, else refuse."
+    bad = df.relpath[~df.relpath.str.contains(VIEW_PATTERN, regex=True)]
+    if len(bad):
+        pol = b.policy
+        raise ValueError(f"this bundle decides per cherry ({_rule_phrase(pol.rule, pol.k)}), but {len(bad)} of "
+                         f"{len(df)} files in {src} are not named <cherry>_v<k>.<ext> (e.g. {bad.iloc[0]}): give "
+                         "group_col / --group-col or group_pattern / --group-pattern to say which files are the views "
+                         "of one cherry")
+    return re.compile(VIEW_PATTERN)
+
+def _files_per_cherry(df: pd.DataFrame) -> tuple:
+    "(files per cherry, how it is known) where the input tells it: a 'cherry_id' column, or <cherry>_v<k> names."
+    if 'cherry_id' in df.columns: return df['cherry_id'].value_counts(), "column 'cherry_id'"
+    key = df['relpath'].str.extract(VIEW_PATTERN)['cherry']
+    if not len(key) or key.isna().any(): return None, None
+    return key.value_counts(), 'file names <cherry>_v<k>'
+
+def _check_units(b: Bundle, df: pd.DataFrame, src: Path, group_col: str | None, what: str):
+    "Refuse input of the other unit: several views per cherry to an image bundle, one file per cherry to a cherry one."
+    if b.unit == 'image':
+        if group_col: return
+        n, how = _files_per_cherry(df)
+        if n is not None and len(n) and n.iloc[0] > 1:
+            raise ValueError(_image_unit_refusal(b, f"the input {src} ({how})", f"holds several views per cherry "
+                             f"({len(df)} files of {len(n)} cherries; e.g. cherry {n.index[0]!s} has {n.iloc[0]} "
+                             "files); pass group_col / group_pattern with a group_rule to group them"))
+        return
+    if df[group_col].isna().any():
+        raise ValueError(f"{int(df[group_col].isna().sum())} files have no {group_col!r} (no cherry), e.g. "
+                         f"{df.relpath[df[group_col].isna()].iloc[0]}")
+    cal = b.decision.get('calibration_scores') or {}
+    v = cal['n'] / cal['n_groups'] if cal.get('n_groups') else None
+    if len(df) > 1 and df[group_col].nunique() == len(df) and (v is None or v > 1):
+        raise ValueError(f"{what} gives one file per cherry ({len(df)} cherries from {len(df)} files in {src}): that is"
+                         f" not views grouped by cherry. This bundle decides cherries from several views"
+                         f"{f' ({v:.3g} per cherry in its calibration)' if v else ''}; check the {what}")
 
 def _pattern_group(pat: re.Pattern, name: str) -> str | None:
     "The cherry a name gives: the named group `cherry`, else the first group, else the whole match; None: no match."
@@ -826,9 +871,10 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
                    src,                        # labelled folder, unlabelled folder (flat or nested) or manifest CSV
                    out_dir,                    # folder for predictions.csv (+ groups.csv, skipped.csv, summary.json)
                    group_col: str | None = None, # column naming each image's cherry ('folder': the image's folder)
-                   group_rule: str | None = None, # image bundles: how a group's image tiers decide it (`GROUP_RULES`,
-                                               # default 'most-severe'); a per-cherry bundle decides by its own rule
-                   group_pattern: str | None = None, # or a regex on each file's relpath naming its cherry (see above)
+                   group_rule: str | None = None, # image bundles: how a group's image tiers decide it (`GROUP_RULES`;
+                                               # required with a grouping); a per-cherry bundle decides by its own rule
+                   group_pattern: str | None = None, # or a regex on each file's relpath naming its cherry (see above;
+                                               # a per-cherry bundle given neither: `VIEW_PATTERN`, if all match)
                    labels: bool | None = None, # None: use labels when the input has them; False: ignore them
                    batch_size: int = 64,       # images per forward pass
                    workers: int = 2,           # threads that check and decode files
@@ -842,19 +888,18 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
     b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
     src, out_dir = Path(src).expanduser().absolute(), Path(out_dir).expanduser().absolute()
     _check_out_dir(src, out_dir); pat = _check_grouping(b, group_col, group_rule, group_pattern)
-    if b.unit == 'image': group_rule = group_rule or 'most-severe'
     df = read_inputs(src, labels, check, workers, progress)
+    if b.unit == 'cherry' and not (group_col or pat): pat = _view_names(b, df, src)
     if pat is not None: df, group_col = _group_by_pattern(df, pat), PATTERN_COL
     for c in [group_col, *keep]:
-        if c and c not in df.columns: raise ValueError(f"column {c!r} not in the input; it has {list(df.columns)}")
-    if b.unit == 'cherry' and df[group_col].isna().any():
-        raise ValueError(f"{int(df[group_col].isna().sum())} files have no {group_col!r} (no cherry), e.g. "
-                         f"{df.relpath[df[group_col].isna()].iloc[0]}")
+        if c and c not in df.columns: raise ValueError(f"{'group column' if c == group_col else 'column'} {c!r} not "
+                                                       f"in the input {src}; it has {list(df.columns)}")
+    _check_units(b, df, src, group_col, f"group pattern '{pat.pattern}'" if pat else f"group_col {group_col!r}")
     p, t, failed = score_files(b, list(df['path']), batch_size, workers, device, progress)
     preds, groups, m, gm = _decide(b, df, p, t, group_col, group_rule, pat, keep)
     skipped = pd.DataFrame(list(df.attrs.get('skipped', [])) + failed, columns=['path', 'reason'])
     res = FolderPredictions(out_dir, preds, groups, skipped, m, gm, {})
-    res.summary = _summary(b, src, df, res, group_col, group_rule, group_pattern)
+    res.summary = _summary(b, src, df, res, group_col, group_rule, pat.pattern if pat else None)
     _write(res)
     if verbose: print(report_text(res))
     return res
