@@ -669,14 +669,15 @@ def _check_grouping(b: Bundle, group_col, group_rule, group_pattern) -> re.Patte
 
 def _image_unit_refusal(b: Bundle, what: str, does: str) -> str:
     "Why a per-image bundle does not decide cherries: its thresholds (and guarantee) hold for single images only."
-    return (f"this bundle decides per image: its {'guarantee was certified' if b.certificate else 'thresholds were set'}"
-            f" on single images and hold(s) per image only; {what} {does}. Decide cherries with a per-cherry bundle "
-            "(save_bundle(..., policy=views.CherryGuarantee or CherryPolicy, unit='cherry')), or pass group_rule "
-            "(--group-rule 'most-severe' or 'majority') to add an uncertified per-group summary of the image tiers")
+    made = 'guarantee was certified' if b.certificate else 'thresholds were set'
+    return (f"this bundle decides per image: its {made} on single images and hold(s) per image only; {what} {does}. "
+            "Decide cherries with a per-cherry bundle (save_bundle(..., policy=views.CherryGuarantee or CherryPolicy, "
+            "unit='cherry')), or pass group_rule (--group-rule 'most-severe' or 'majority') to add an "
+            "uncertified per-group summary of the image tiers")
 
 def _view_names(b: Bundle, df: pd.DataFrame, src: Path) -> re.Pattern:
     "A per-cherry bundle given no grouping: `VIEW_PATTERN` when every file is named <cherry>_v<k>.<ext>, else refuse."
-    bad = df.relpath[~df.relpath.str.contains(VIEW_PATTERN, regex=True)]
+    bad = df.relpath[df.relpath.str.extract(VIEW_PATTERN)['cherry'].isna()]
     if len(bad):
         pol = b.policy
         raise ValueError(f"this bundle decides per cherry ({_rule_phrase(pol.rule, pol.k)}), but {len(bad)} of "
@@ -796,7 +797,8 @@ def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_
     per_cherry = b.unit == 'cherry'
     s = dict(bundle=str(b.path), bundle_digest=b.digest, method=b.method, unit=b.unit, input=str(src),
              labelled=bool(df.attrs.get('labelled')), n_files=len(df) + len(df.attrs.get('skipped', [])),
-             n_scored=len(res.predictions), n_skipped=len(res.skipped))
+             n_scored=len(res.predictions), n_skipped=len(res.skipped),
+             guarantee=b.certificate['statement'] if b.certificate else None)   # per image, or per cherry (its unit)
     if per_cherry: s.update(view_tiers=_count_tiers(res.predictions['view_tier']),
                             view_tiers_note="each view against the cherry thresholds alone: not the decision")
     else: s.update(tiers=_count_tiers(res.predictions['tier']), metrics=res.metrics.as_dict() if res.metrics else None)
@@ -806,16 +808,16 @@ def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_
                  group_metrics=res.group_metrics.as_dict() if res.group_metrics else None)
     if per_cherry:
         pol = b.policy
-        s.update(group_rule=pol.rule, group_rule_text=f"the bundle's rule, {RULES[pol.rule]}; a cherry with fewer than "
-                                                      f"{pol.min_views} scored view(s) goes to review",
+        s.update(group_rule=pol.rule, group_rule_text=f"the bundle's rule {pol.rule!r}, {RULES[pol.rule]}; fewer than "
+                                                      f"{pol.min_views} scored view(s): review",
                  n_failed_views=int(res.groups['n_failed'].sum()),
                  note=f"the decision is per cherry ({_rule_phrase(pol.rule, pol.k)}); " +
                       ("the bundle's certificate is per cherry and covers these decisions for cherries like its "
                        "calibration cherries" if b.certificate else "the bundle carries no certificate"))
     elif group_col:
         s.update(group_rule=group_rule, group_rule_text=GROUP_RULES[group_rule])
-        if b.certificate: s['note'] = (f"the certificate is per {b.unit}; the per-group decisions follow the stated "
-                                       "rule and are not themselves certified")
+        s['note'] = (f"{'the certificate is per image; ' if b.certificate else ''}the per-group decisions follow the "
+                     "stated rule from image tiers and are not themselves certified")
     return _plain(s)
 
 def _write(res: FolderPredictions):
@@ -847,6 +849,7 @@ def report_text(res: FolderPredictions) -> str:
         if cherry and s['n_failed_views']: out += [f"{s['n_failed_views']} view(s) failed; each counts in its "
                                                    "cherry (n_failed in groups.csv)"]
         out += [s['note']] if 'note' in s else []
+    if s.get('guarantee'): out += [f"guarantee (per {s['unit']}): {s['guarantee']}"]
     for name, m in (('image', res.metrics), ('cherry' if cherry else s.get('group_col'), res.group_metrics)):
         if m is not None: out += [f"tier metrics per {name} against the truth ({m.n} with pit truth):", metrics_text(m)]
     return '\n'.join(out + [f"wrote {res.out_dir / 'predictions.csv'}" + (
