@@ -36,7 +36,7 @@ __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION'
            'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
            'load_bundle', 'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions',
            'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx',
-           'export_onnx', 'predict_command', 'export_command']
+           'export_onnx', 'predict_command', 'cherry_stream', 'export_command']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -1011,11 +1011,13 @@ def predict_command(a) -> int:
                          group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else ())
     if not getattr(a, 'watch', False): return 0
     from cherry_nb.watch import watch_predictions, watch_summary
-    stream = res.predictions if b.unit == 'image' else _cherry_stream(res, tc)
+    stream = res.predictions if b.unit == 'image' else cherry_stream(res, tc)
     w, path, _ = watch_predictions(stream, b, out, a.level, tc); print(watch_summary(w, path))
     return 3 if w.alarm else 0
 
-def _cherry_stream(res: FolderPredictions, time_col: str | None) -> pd.DataFrame:
+def cherry_stream(res: FolderPredictions,   # `predict_folder`'s result with a per-cherry bundle
+                  time_col: str | None,     # arrival time column (None: file order)
+                 ) -> pd.DataFrame:
     "Scored cherries in arrival order (their first view's time, else file order): relpath its id, p_pit its score."
     col, pr = res.summary['group_col'], res.predictions
     g = res.groups[res.groups['n_scored'] > 0]

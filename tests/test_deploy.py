@@ -487,3 +487,11 @@ def test_cli_predict_group_pattern_unit_and_tampered_cherry_bundle(cherry, enhan
     (t / 'bundle.json').write_text(json.dumps(spec))
     r = _cli(t, cherry['line'], '--out', tmp_path / 's')
     assert r.returncode == 2 and 'policy.rule' in r.stderr and not (tmp_path / 's').exists()
+
+
+def test_watch_folder_watches_cherries(cherry, tmp_path):
+    "A per-cherry bundle's watch compares one score per cherry (its rule) with the calibration cherries' scores."
+    from cherry_nb.watch import watch_folder
+    w, path, _ = watch_folder(cherry['path'], cherry['line'], tmp_path / 'w', progress=False)
+    assert w.t == 8 and len(path) == 8 and set(path.relpath) == set(cherry['test'].cherry_id)
+    assert len(load_bundle(cherry['path']).calibration_scores) == 40          # the reference: 40 calibration cherries
