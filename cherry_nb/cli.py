@@ -202,7 +202,10 @@ def _deploy_parsers(sub):
     d.add_argument('input', help='a labelled or unlabelled image folder, or a manifest CSV')
     d.add_argument('--out', default=None, help='output folder (default: <input>-predictions beside the input)')
     d.add_argument('--group-col', default=None, help='column (e.g. cherry_id) for one decision per group')
-    d.add_argument('--group-rule', default='most-severe', help="per-group rule: 'most-severe' or 'majority'")
+    d.add_argument('--group-pattern', default=None, help=r"or a regex on file names naming the cherry, e.g. "
+                   r"'(?P<cherry>[^/]+)_v\d+' (a per-cherry bundle given neither reads names as <cherry>_v<k>.<ext>)")
+    d.add_argument('--group-rule', default=None, help="image bundles given a grouping: 'most-severe' or 'majority' "
+                   "(an uncertified per-group summary of image tiers; required, as the tiers hold per image)")
     d.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'auto'")
     d.add_argument('--watch', action='store_true', help='also watch the scores against the calibration split')
     w = sub.add_parser('watch', help='score a folder in arrival order and watch for shift (exit 3 on alarm)')

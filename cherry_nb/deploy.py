@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_deploy.ipynb #16e6d9ce
 from __future__ import annotations
-import contextlib, datetime, hashlib, io, json, math, os, shutil, tempfile, warnings
+import contextlib, datetime, hashlib, io, json, math, os, re, shutil, tempfile, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -23,22 +23,24 @@ from .artifacts import (load_artifact, read_artifact_meta, artifact_paths, safet
                                  build_model, load_state, set_preprocessing)
 from .augment import model_norm, check_images, EvalTransform
 from .calibrate import TemperatureScaler
-from .tiers import GuaranteedTiers, guaranteed_tiers, policy_from_dict, tier_metrics, as_pit_truth
+from .tiers import (GuaranteedTiers, InsufficientCalibration, guaranteed_tiers, policy_from_dict, tier_metrics,
+                             as_pit_truth)
+from .views import RULES, CherryGuarantee, cherry_guaranteed_tiers, cherry_scores
 from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_rgb, read_image_folder,
                             read_manifest)
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'GROUP_RULES',
-           'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest', 'tensors_digests', 'total_digest',
-           'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of', 'save_bundle', 'BundleError',
-           'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle', 'load_bundle', 'resolve_bundle',
-           'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions', 'metrics_text', 'report_text',
-           'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx', 'export_onnx', 'predict_command',
-           'export_command']
+           'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
+           'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
+           'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
+           'load_bundle', 'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions',
+           'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx',
+           'export_onnx', 'predict_command', 'cherry_stream', 'export_command']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
-UNITS = ('image',)            # what one decision is about ('cherry', several views of one cherry, will come)
+UNITS = ('image', 'cherry')   # what one decision is about: one image, or one cherry seen in several views
 
 def _plain(o):
     "JSON-ready plain Python: Rates to dicts, NumPy to Python, tuples to lists, NaN and infinities to None."
@@ -83,7 +85,7 @@ def total_digest(digests: dict) -> str:
 
 # %% ../nbs/16_deploy.ipynb #9b275515
 RESIZE, INTERPOLATION = 'fit', 'bicubic'   # what data.load_image does: shorter side to size + centre crop, bicubic
-POLICY_KINDS = ('thresholds', 'argmax', 'production', 'guaranteed', 'disagreement')
+POLICY_KINDS = ('thresholds', 'argmax', 'production', 'guaranteed', 'disagreement', 'views')
 
 def _arch(model) -> str:
     return (getattr(model, 'pretrained_cfg', None) or {}).get('architecture') or type(model).__name__
@@ -120,12 +122,15 @@ def policy_of(policy) -> dict:
     if isinstance(policy, GuaranteedTiers):
         return dict(kind='guaranteed', review=float(policy.accept_threshold), reject=float(policy.reject_threshold),
                     name=policy.policy.name)
+    if isinstance(policy, CherryGuarantee): return _plain(policy.policy.to_dict())   # certified thresholds + rule
     d = dict(policy) if isinstance(policy, dict) else policy.to_dict() if hasattr(policy, 'to_dict') else None
     if d is None: raise TypeError(f"policy must be a tier policy, a GuaranteedTiers or a to_dict(); got {policy!r}")
     if d.get('kind') == 'guaranteed' or isinstance(d.get('policy'), dict):
         raise ValueError("guaranteed tiers need their certificate: pass the GuaranteedTiers object, not a dict")
     d = policy_from_dict(d).to_dict()             # validates, and brings aliases ({'policy': 'production'}) to `kind`
     return _plain(d)
+
+_PLURAL = {'image': 'images', 'cherry': 'cherries'}
 
 def _check_policy(kind: str, classes: list, n_models: int):
     "Refuse a policy that does not fit the model(s)."
@@ -138,26 +143,29 @@ def _check_policy(kind: str, classes: list, n_models: int):
     if kind == 'disagreement' and n_models < 2:
         raise ValueError("a disagreement policy needs an ensemble: pass two or more models")
 
-def certificate_of(g: GuaranteedTiers, # the certified thresholds
+_CERT_KEYS = ('alpha', 'delta', 'beta', 'delta_reject', 'n_pits', 'n_clean', 'accept_threshold', 'reject_threshold',
+              'pvalue_accept', 'pvalue_reject', 'n_candidates', 'cal_pit_miss', 'cal_false_reject', 'cal_review')
+
+def certificate_of(g: GuaranteedTiers | CherryGuarantee, # the certified thresholds (per image, or per cherry)
                    calibration: dict,  # needs 'manifest_hash' (the calibration split's `data.manifest_hash`)
                    unit: str = 'image',
                   ) -> dict:
     "What a guarantee promises and rests on: levels, calibration counts, p-values, manifest hash, unit."
     mh = (calibration or {}).get('manifest_hash')
-    if not mh: raise ValueError("guaranteed tiers need the calibration split's manifest hash: "
-                                "calibration=dict(manifest_hash=data.manifest_hash(cal_df), p_pit=..., y_pit=...)")
-    d = g.as_dict()
-    keep = ('alpha', 'delta', 'beta', 'delta_reject', 'n_pits', 'n_clean', 'accept_threshold', 'reject_threshold',
-            'pvalue_accept', 'pvalue_reject', 'n_candidates', 'cal_pit_miss', 'cal_false_reject', 'cal_review')
-    out = {k: d[k] for k in keep}
+    if not mh: raise ValueError("guaranteed tiers need the calibration split's manifest hash: calibration=dict("
+                                "manifest_hash=data.manifest_hash(cal_df), p_pit=..., y_pit=...[, groups=...])")
+    if isinstance(g, CherryGuarantee): return _cherry_certificate(g, mh)
+    d = g.as_dict(); out = {k: d[k] for k in _CERT_KEYS}
     out.update(method='Learn-then-Test: exact binomial p-values, fixed-sequence testing over the candidate thresholds',
                calibration_manifest_hash=mh, unit=unit, score="this bundle's calibrated p(pit)",
                statement=f"with probability >= {1 - g.delta:g} over the draw of the calibration set, the pit-miss rate "
-                         f"(pits accepted / pits) is <= {g.alpha:g}, for {unit}s exchangeable with the calibration set")
+                         f"(pits accepted / pits) is <= {g.alpha:g}, for {_PLURAL[unit]} exchangeable with the "
+                         "calibration set")
     return _plain(out)
 
-def _check_certificate(g: GuaranteedTiers, calibration: dict):
+def _check_certificate(g: GuaranteedTiers | CherryGuarantee, calibration: dict):
     "The thresholds must follow from the calibration scores they claim to be certified on."
+    if isinstance(g, CherryGuarantee): return _check_cherry_certificate(g, calibration)
     p, y = calibration.get('p_pit'), calibration.get('y_pit')
     if p is None or y is None: return
     r = guaranteed_tiers(p, y, g.alpha, g.delta, g.beta, g.delta_reject, candidates=g.candidates)
@@ -165,17 +173,79 @@ def _check_certificate(g: GuaranteedTiers, calibration: dict):
         raise ValueError(f"the guaranteed thresholds {g.accept_threshold}/{g.reject_threshold} do not follow from the "
                          f"calibration scores given ({r.accept_threshold}/{r.reject_threshold}): wrong scores or split")
 
+# %% ../nbs/16_deploy.ipynb #ccb0772c
+def _rule_phrase(rule: str, k: int = 2) -> str:
+    "How a cherry's score follows from its views, in a few words: 'max of its views', ..."
+    return {'max': 'max', 'mean': 'mean', 'topk': f'mean of the {k} highest', 'noisy_or': 'noisy-OR'}[rule] + \
+        ' of its views'
+
+def _check_unit(kind: str, unit: str):
+    "A per-cherry policy (kind 'views') decides cherries; every other policy decides single images."
+    if unit not in UNITS: raise ValueError(f"unit must be one of {UNITS}; got {unit!r}")
+    if kind == 'views' and unit != 'cherry':
+        raise ValueError(f"a per-cherry policy (kind 'views': a cherry's views aggregated by a rule) decides cherries; "
+                         f"save it with unit='cherry', not unit={unit!r}")
+    if kind != 'views' and unit == 'cherry':
+        raise ValueError(f"unit='cherry' needs a per-cherry policy (views.CherryPolicy or views.CherryGuarantee); a "
+                         f"{kind!r} policy decides single images: save it with unit='image'")
+
+_CHERRY_COUNTS = ('n_cherries', 'n_pit_cherries', 'n_views', 'n_failed', 'n_left_out')
+
+def _cherry_certificate(g: CherryGuarantee, mh: str) -> dict:
+    "The certificate of thresholds certified on cherries: levels and p-values, the rule, the cherry and view counts."
+    out = certificate_of(g.tiers, dict(manifest_hash=mh), 'cherry')
+    out.update(rule=g.rule, rule_text=RULES[g.rule], k=g.k, min_views=g.min_views,
+               **{k: getattr(g, k) for k in _CHERRY_COUNTS},
+               score=f"per cherry, the {_rule_phrase(g.rule, g.k)}: this bundle's calibrated p(pit) per view",
+               statement=f"{g.statement()}; for cherries exchangeable with the calibration cherries")
+    return _plain(out)
+
+def _check_cherry_certificate(g: CherryGuarantee, cal: dict):
+    "Per-cherry thresholds must follow from the per-view scores and cherry ids (aggregate by the rule, certify)."
+    if any(cal.get(k) is None for k in ('p_pit', 'y_pit', 'groups')):
+        raise ValueError("a per-cherry certificate is checked against the views it was certified on: calibration=dict("
+                         "p_pit=<p(pit) per view, NaN where a view failed>, y_pit=<truth per view>, groups=<cherry id "
+                         "per view>, manifest_hash=..., split='val')")
+    t = g.tiers
+    try: r = cherry_guaranteed_tiers(cal['p_pit'], cal['y_pit'], cal['groups'], g.rule, t.alpha, t.delta, t.beta, g.k,
+                                     g.min_views, delta_reject=t.delta_reject, candidates=t.candidates)
+    except InsufficientCalibration as e: r = e
+    diff = [f"{k} {getattr(g, k)} (recomputed: {getattr(r, k, None)})"
+            for k in ('accept_threshold', 'reject_threshold', *_CHERRY_COUNTS) if getattr(r, k, None) != getattr(g, k)]
+    if diff: raise ValueError(f"the per-cherry guaranteed thresholds do not follow from the calibration views given "
+                              f"(rule {g.rule!r}): {'; '.join(diff)}. Wrong scores, cherry ids or split, or failed "
+                              "views left out (give them as NaN rows)")
+
 # %% ../nbs/16_deploy.ipynb #5aaebcc9
-def _calibration_entry(calibration: dict | None) -> tuple[dict | None, dict | None]:
+def _group_codes(groups, n: int) -> np.ndarray:
+    "int64 codes of the group ids in sorted order: the same ids give the same codes (a reproducible digest)."
+    g = pd.Series(np.asarray(groups, dtype=object))
+    if g.ndim != 1 or len(g) != n: raise ValueError(f"calibration['groups'] has {len(g)} entries but p_pit has {n}")
+    if g.isna().any(): raise ValueError(f"calibration['groups']: {int(g.isna().sum())} views have no cherry id")
+    return pd.factorize(g, sort=True)[0].astype(np.int64)
+
+def _calibration_entry(calibration: dict | None, unit: str = 'image') -> tuple[dict | None, dict | None]:
     "(JSON entry, tensors) of the calibration scores: the reference distribution of the bundle's own p(pit)."
     if not calibration or calibration.get('p_pit') is None: return None, None
     p = np.asarray(calibration['p_pit'], dtype=np.float64)
-    if p.ndim != 1 or not len(p) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
-        raise ValueError(f"calibration['p_pit'] must be a non-empty 1-D array of probabilities; got shape {p.shape}")
+    s = p[~np.isnan(p)] if unit == 'cherry' else p           # a per-cherry bundle keeps its failed views (NaN)
+    if p.ndim != 1 or not len(s) or not np.isfinite(s).all() or s.min() < 0 or s.max() > 1:
+        raise ValueError(f"calibration['p_pit'] must be a non-empty 1-D array of probabilities"
+                         f"{' (NaN: a view that failed)' if unit == 'cherry' else ''}; got shape {p.shape}")
     t = {'p_pit': torch.from_numpy(p.copy())}
     if calibration.get('y_pit') is not None: t['y_pit'] = torch.from_numpy(as_pit_truth(calibration['y_pit'], len(p)))
+    g = calibration.get('groups')
+    if g is None and unit == 'cherry':
+        raise ValueError("a per-cherry bundle needs the cherry of each calibration view: calibration=dict("
+                         "p_pit=<p(pit) per view>, y_pit=<truth per view>, groups=<cherry id per view>, "
+                         "manifest_hash=...)")
+    if g is not None: t['groups'] = torch.from_numpy(_group_codes(g, len(p)))
     entry = dict(file='calibration.safetensors', n=len(p), labelled='y_pit' in t, split=calibration.get('split', 'val'),
                  manifest_hash=calibration.get('manifest_hash'), score="this bundle's calibrated p(pit)")
+    if g is not None:
+        entry.update(n_groups=int(t['groups'].max()) + 1, n_failed=int(np.isnan(p).sum()),
+                     score="this bundle's calibrated p(pit) per view (NaN: a view that failed); groups: the cherry of "
+                           "each view (codes of the sorted cherry ids)")
     return entry, t
 
 def _lineage(sources: list, extra: dict | None) -> dict:
@@ -199,14 +269,15 @@ def _decision(models: list, sources: list, policy, method: str, temperature, cal
     if any(p != pre[0] for p in pre):
         raise ValueError(f"ensemble members were trained with different preprocessing: {pre}")
     classes = [list(getattr(m, 'classes', None) or ()) for m in models]
-    pol = policy_of(policy); _check_policy(pol['kind'], classes, len(models))
+    pol = policy_of(policy); _check_unit(pol['kind'], unit); _check_policy(pol['kind'], classes, len(models))
     files = ['model.safetensors'] if len(models) == 1 else [f'member{i}.safetensors' for i in range(len(models))]
     tensors = {f: state_dict_cpu(m) for f, m in zip(files, models)}
-    entry, cal = _calibration_entry(calibration)
+    entry, cal = _calibration_entry(calibration, unit)
     if cal is not None: tensors['calibration.safetensors'] = cal
     cert = None
-    if pol['kind'] == 'guaranteed':
-        cert = certificate_of(policy, calibration, unit); _check_certificate(policy, calibration)
+    if pol['kind'] == 'guaranteed' or isinstance(policy, CherryGuarantee):   # checked on the scores as stored
+        cert = certificate_of(policy, calibration, unit)
+        _check_certificate(policy, {k: v.numpy() for k, v in (cal or {}).items()})
     decision = dict(unit=unit, method=method, preprocess=pre[0], calibration=calibration_of(temperature, len(models)),
                     policy=pol, certificate=cert, calibration_scores=entry, lineage=_lineage(sources, lineage),
                     models=[dict(file=f, arch=_arch(m), classes=c,
@@ -242,13 +313,15 @@ def _write_folder(out_dir: Path, spec: dict, tensors: dict, overwrite: bool):
 
 def save_bundle(out_dir,                    # the bundle folder to create (<out_dir>/bundle.json + *.safetensors)
                 models,                     # artifact path(s) or loaded model(s): one, or an ensemble's members
-                policy,                     # a tier policy, a GuaranteedTiers or a DisagreementPolicy (or to_dict())
+                policy,                     # a tier policy, GuaranteedTiers, DisagreementPolicy, or (unit 'cherry')
+                                            # a views.CherryPolicy / CherryGuarantee (or to_dict())
                 method: str,                # the method that made the decision, e.g. 'guaranteed 2-class'
                 temperature=None,           # TemperatureScaler (or to_meta(), or a number); None: T = 1
                 calibration: dict | None = None, # calibration split: p_pit (calibrated), y_pit, manifest_hash, split
+                                            # (unit 'cherry': p_pit and y_pit per view, groups: the cherry per view)
                 lineage: dict | None = None,  # more lineage: hashes of manifests, mining, parents (no paths or times)
                 run=None,                   # the run that made it (recorded, outside the digest)
-                unit: str = 'image',        # what one decision is about
+                unit: str = 'image',        # what one decision is about: 'image', or 'cherry' (a 'views' policy)
                 input_size=None,            # for models that do not declare their trained size (see `preprocess_of`)
                 overwrite: bool = False,    # replace an existing bundle folder
                ) -> Path:
@@ -349,7 +422,7 @@ class DecisionModule(nn.Module):
         return q, mp[:, :, 1].std(0, correction=0)
 
     def tiers(self, p: torch.Tensor, probs: torch.Tensor, dis) -> torch.Tensor:
-        "Tier indices by the policy, from the same float32 p(pit) the module outputs."
+        "Tier indices by the policy, from the same float32 p(pit) the module outputs ('views': one view alone)."
         k = self.policy['kind']
         if k == 'argmax': return self.argmax_tier[probs.argmax(1)]
         s = p.double()
@@ -366,7 +439,7 @@ class DecisionModule(nn.Module):
 
 # %% ../nbs/16_deploy.ipynb #33bb564d
 class Scores(NamedTuple):
-    "What a bundle decides for N images."
+    "What a bundle decides for N images (for a per-cherry bundle: each view against the thresholds alone)."
     p_pit: np.ndarray   # [N] float32 calibrated p(pit)
     tiers: np.ndarray   # [N] 'accept' / 'review' / 'reject'
 
@@ -396,13 +469,20 @@ class Bundle:
     input_size = property(lambda self: tuple(self.preprocess['input_size'][1:]))
     @property
     def policy(self):
-        "The tier policy as a `tiers` / `ensemble` policy object (guaranteed tiers act as their thresholds)."
+        "The tier policy as a `tiers` / `ensemble` / `views.CherryPolicy` object (certified thresholds act as such)."
         return policy_from_dict(self.decision['policy'])
     @property
-    def calibration_scores(self) -> pd.DataFrame | None:
-        "The calibration split's calibrated p(pit) (and truth y_pit): the reference the watch compares with."
+    def calibration_views(self) -> pd.DataFrame | None:
+        "The stored calibration rows: p_pit per image (per view: NaN where it failed), y_pit, group (cherry code)."
         if not self._cal: return None
-        return pd.DataFrame({k: v.numpy() for k, v in self._cal.items()})
+        return pd.DataFrame({('group' if k == 'groups' else k): v.numpy() for k, v in self._cal.items()})
+    @property
+    def calibration_scores(self) -> pd.DataFrame | None:
+        "The watch's reference, one row per decision: each calibration image's p(pit), or each cherry's score (rule)."
+        v = self.calibration_views
+        if v is None or self.unit != 'cherry': return v
+        t = cherry_scores(v.p_pit, v.group, self.policy.rule, self.policy.k, y=v.get('y_pit'))
+        return t[t.n_scored > 0].rename(columns={'cherry_id': 'group', 'score': 'p_pit'}).reset_index(drop=True)
     def module(self) -> DecisionModule:
         "The decision as one torch module (uint8 -> p(pit), tier index), in eval mode."
         if self._module is None:
@@ -411,7 +491,8 @@ class Bundle:
         return self._module
     def __repr__(self):
         h, w = self.input_size
-        return (f"Bundle({self.path.name!r}, method={self.method!r}, policy={self.decision['policy']['kind']}, "
+        return (f"Bundle({self.path.name!r}, method={self.method!r}, unit={self.unit}, "
+                f"policy={self.decision['policy']['kind']}, "
                 f"{len(self.models)} model(s) {self.decision['models'][0]['arch']} at {h}x{w}, "
                 f"T={self.temperature:.4g}, "
                 f"digest={self.digest[:12]})")
@@ -439,7 +520,6 @@ def predict(self: Bundle,
             device: str = 'cpu',   # 'cpu', 'cuda', 'auto'
            ) -> Scores:
     "(calibrated p(pit), tiers) of images; a tensor of the wrong size is refused, files are resized as in training."
-    if self.unit != 'image': raise ValueError(f"this bundle decides per {self.unit!r}; predict scores single images")
     x = _to_batch(self, images)
     dev = get_device(device); mod = self.module().to(dev)
     P, T = [], []
@@ -565,16 +645,123 @@ def group_decisions(preds: pd.DataFrame,       # per-image predictions with `tie
     if 'y_pit' in preds.columns: out['y_pit'] = g['y_pit'].max().reindex(counts.index).to_numpy()
     return out
 
+# %% ../nbs/16_deploy.ipynb #873761c4
+PATTERN_COL = 'cherry'   # the group column that a file-name pattern fills
+VIEW_PATTERN = r'(?P<cherry>[^/]+)_v\d+\.[^/.]+$'   # the default naming of views: <cherry>_v<k>.<ext> (the simulator's)
+
+def _check_grouping(b: Bundle, group_col, group_rule, group_pattern) -> re.Pattern | None:
+    "Refuse a grouping that does not fit the bundle, before any file is read; the compiled pattern (or None)."
+    if group_col and group_pattern: raise ValueError("give a group column or a group pattern, not both")
+    if b.unit == 'cherry':
+        pol = b.policy
+        if group_rule not in (None, pol.rule):
+            raise ValueError(f"this bundle decides each cherry by its own rule ({pol.rule!r}, which its thresholds "
+                             f"were set for); group_rule={group_rule!r} is for per-image bundles")
+    elif group_rule is not None and group_rule not in GROUP_RULES:
+        raise ValueError(f"group_rule must be one of {list(GROUP_RULES)}; got {group_rule!r}")
+    elif (group_col or group_pattern) and group_rule is None:
+        raise ValueError(_image_unit_refusal(b, f"group_col={group_col!r}" if group_col else
+                                             f"group_pattern={group_pattern!r}", "groups the files into cherries"))
+    if not group_pattern: return None
+    try: return re.compile(group_pattern)
+    except re.error as e:
+        raise ValueError(f"group pattern {group_pattern!r} is not a regular expression: {e}") from None
+
+def _image_unit_refusal(b: Bundle, what: str, does: str) -> str:
+    "Why a per-image bundle does not decide cherries: its thresholds (and guarantee) hold for single images only."
+    made = 'guarantee was certified' if b.certificate else 'thresholds were set'
+    return (f"this bundle decides per image: its {made} on single images and hold(s) per image only; {what} {does}. "
+            "Decide cherries with a per-cherry bundle (save_bundle(..., policy=views.CherryGuarantee or CherryPolicy, "
+            "unit='cherry')), or pass group_rule (--group-rule 'most-severe' or 'majority') to add an "
+            "uncertified per-group summary of the image tiers")
+
+def _view_names(b: Bundle, df: pd.DataFrame, src: Path) -> re.Pattern:
+    "A per-cherry bundle given no grouping: `VIEW_PATTERN` when every file is named <cherry>_v<k>.<ext>, else refuse."
+    bad = df.relpath[df.relpath.str.extract(VIEW_PATTERN)['cherry'].isna()]
+    if len(bad):
+        pol = b.policy
+        raise ValueError(f"this bundle decides per cherry ({_rule_phrase(pol.rule, pol.k)}), but {len(bad)} of "
+                         f"{len(df)} files in {src} are not named <cherry>_v<k>.<ext> (e.g. {bad.iloc[0]}): give "
+                         "group_col / --group-col or group_pattern / --group-pattern to say which files are the views "
+                         "of one cherry")
+    return re.compile(VIEW_PATTERN)
+
+def _files_per_cherry(df: pd.DataFrame) -> tuple:
+    "(files per cherry, how it is known) where the input tells it: a 'cherry_id' column, or <cherry>_v<k> names."
+    if 'cherry_id' in df.columns: return df['cherry_id'].value_counts(), "column 'cherry_id'"
+    key = df['relpath'].str.extract(VIEW_PATTERN)['cherry']
+    if not len(key) or key.isna().any(): return None, None
+    return key.value_counts(), 'file names <cherry>_v<k>'
+
+def _check_units(b: Bundle, df: pd.DataFrame, src: Path, group_col: str | None, what: str):
+    "Refuse input of the other unit: several views per cherry to an image bundle, one file per cherry to a cherry one."
+    if b.unit == 'image':
+        if group_col: return
+        n, how = _files_per_cherry(df)
+        if n is not None and len(n) and n.iloc[0] > 1:
+            raise ValueError(_image_unit_refusal(b, f"the input {src} ({how})", f"holds several views per cherry "
+                             f"({len(df)} files of {len(n)} cherries; e.g. cherry {n.index[0]!s} has {n.iloc[0]} "
+                             "files); pass group_col / group_pattern with a group_rule to group them"))
+        return
+    if df[group_col].isna().any():
+        raise ValueError(f"{int(df[group_col].isna().sum())} files have no {group_col!r} (no cherry), e.g. "
+                         f"{df.relpath[df[group_col].isna()].iloc[0]}")
+    cal = b.decision.get('calibration_scores') or {}
+    v = cal['n'] / cal['n_groups'] if cal.get('n_groups') else None
+    if len(df) > 1 and df[group_col].nunique() == len(df) and (v is None or v > 1):
+        raise ValueError(f"{what} gives one file per cherry ({len(df)} cherries from {len(df)} files in {src}): that is"
+                         f" not views grouped by cherry. This bundle decides cherries from several views"
+                         f"{f' ({v:.3g} per cherry in its calibration)' if v else ''}; check the {what}")
+
+def _pattern_group(pat: re.Pattern, name: str) -> str | None:
+    "The cherry a name gives: the named group `cherry`, else the first group, else the whole match; None: no match."
+    m = pat.search(name)
+    if m is None: return None
+    return (m.group('cherry') if 'cherry' in pat.groupindex else m.group(1) if pat.groups else m.group(0)) or None
+
+def _group_by_pattern(df: pd.DataFrame, pat: re.Pattern) -> pd.DataFrame:
+    "The rows whose relpath the pattern matches, their cherry in column `cherry`; the others join attrs['skipped']."
+    if PATTERN_COL in df.columns:
+        raise ValueError(f"the input already has a column {PATTERN_COL!r}: pass group_col={PATTERN_COL!r} "
+                         "(--group-col) instead of a pattern")
+    key = [_pattern_group(pat, r) for r in df['relpath']]
+    ok = np.array([k is not None for k in key], dtype=bool)
+    out = df[ok].copy(); out[PATTERN_COL] = [k for k in key if k is not None]
+    why = f"its name does not match the group pattern '{pat.pattern}'"
+    out.attrs = {**df.attrs, 'skipped': list(df.attrs.get('skipped', [])) + [(p, why) for p in df['path'][~ok]]}
+    return out.reset_index(drop=True)
+
+def _failed_groups(df: pd.DataFrame, group_col: str, pat: re.Pattern | None) -> list:
+    "The cherry of each file skipped before scoring, where its name tells it (a pattern, or the 'folder' column)."
+    root, out = Path(df.attrs.get('root', '.')), []
+    for p, _ in df.attrs.get('skipped', []):
+        try: rel = Path(p).relative_to(root).as_posix()
+        except ValueError: continue
+        k = _pattern_group(pat, rel) if pat is not None else Path(rel).parent.as_posix() if group_col == 'folder' \
+            else None
+        if k is not None: out.append(k)
+    return out
+
+def _cherry_decisions(b: Bundle, df: pd.DataFrame, p, group_col: str, failed: list) -> pd.DataFrame:
+    "Per cherry the bundle's decision from its views' p(pit) (NaN: failed; `failed`: more failed views), and truth."
+    g = np.r_[df[group_col].to_numpy(dtype=object), np.asarray(failed, dtype=object)]
+    tab = b.decide_cherries(np.r_[np.asarray(p, np.float64), np.full(len(failed), np.nan)], g)
+    tab = tab.rename(columns={'cherry_id': group_col})
+    if df.attrs.get('labelled'):                   # a cherry's truth: its views' (a pit in any view: a pitted cherry)
+        y = pd.Series(_truth(df)).groupby(df[group_col].to_numpy(dtype=object)).max()
+        tab['y_pit'] = y.reindex(tab[group_col]).to_numpy()
+    return tab
+
 # %% ../nbs/16_deploy.ipynb #b3f6952d
 @dataclass
 class FolderPredictions:
     "What `predict_folder` scored and wrote."
     out_dir: Path                       # predictions.csv, groups.csv, skipped.csv, summary.json
-    predictions: pd.DataFrame           # one row per scored image
-    groups: pd.DataFrame | None         # one row per group, with a group column
+    predictions: pd.DataFrame           # one row per scored image (per view of a per-cherry bundle: `view_tier`)
+    groups: pd.DataFrame | None         # one row per group; for a per-cherry bundle, per cherry: the decision
     skipped: pd.DataFrame               # path, reason of every file not scored
-    metrics: object | None              # `tiers.TierMetrics` per image, when the input has pit truth
-    group_metrics: object | None        # `tiers.TierMetrics` per group, when it has pit truth
+    metrics: object | None              # `tiers.TierMetrics` per image with pit truth (None: per-cherry bundle)
+    group_metrics: object | None        # `tiers.TierMetrics` per group (per cherry), when it has pit truth
     summary: dict                       # summary.json
 
 def _truth(df: pd.DataFrame) -> np.ndarray:
@@ -604,18 +791,33 @@ def _check_out_dir(src: Path, out_dir: Path):
                          "choose another folder")
 
 # %% ../nbs/16_deploy.ipynb #f4a45e50
-def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_rule) -> dict:
+def _count_tiers(tiers) -> dict: return {t: int((np.asarray(tiers) == t).sum()) for t in TIERS}
+
+def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_rule, group_pattern=None) -> dict:
+    per_cherry = b.unit == 'cherry'
     s = dict(bundle=str(b.path), bundle_digest=b.digest, method=b.method, unit=b.unit, input=str(src),
              labelled=bool(df.attrs.get('labelled')), n_files=len(df) + len(df.attrs.get('skipped', [])),
              n_scored=len(res.predictions), n_skipped=len(res.skipped),
-             tiers={t: int((res.predictions['tier'] == t).sum()) for t in TIERS},
-             metrics=res.metrics.as_dict() if res.metrics else None)
+             guarantee=b.certificate['statement'] if b.certificate else None)   # per image, or per cherry (its unit)
+    if per_cherry: s.update(view_tiers=_count_tiers(res.predictions['view_tier']),
+                            view_tiers_note="each view against the cherry thresholds alone: not the decision")
+    else: s.update(tiers=_count_tiers(res.predictions['tier']), metrics=res.metrics.as_dict() if res.metrics else None)
     if group_col:
-        s.update(group_col=group_col, group_rule=group_rule, group_rule_text=GROUP_RULES[group_rule],
-                 n_groups=len(res.groups), group_tiers={t: int((res.groups['tier'] == t).sum()) for t in TIERS},
+        s.update(group_col=group_col, group_pattern=group_pattern, n_groups=len(res.groups),
+                 group_tiers=_count_tiers(res.groups['tier']),
                  group_metrics=res.group_metrics.as_dict() if res.group_metrics else None)
-        if b.certificate: s['note'] = (f"the certificate is per {b.unit}; the per-group decisions follow the stated "
-                                       "rule and are not themselves certified")
+    if per_cherry:
+        pol = b.policy
+        s.update(group_rule=pol.rule, group_rule_text=f"the bundle's rule {pol.rule!r}, {RULES[pol.rule]}; fewer than "
+                                                      f"{pol.min_views} scored view(s): review",
+                 n_failed_views=int(res.groups['n_failed'].sum()),
+                 note=f"the decision is per cherry ({_rule_phrase(pol.rule, pol.k)}); " +
+                      ("the bundle's certificate is per cherry and covers these decisions for cherries like its "
+                       "calibration cherries" if b.certificate else "the bundle carries no certificate"))
+    elif group_col:
+        s.update(group_rule=group_rule, group_rule_text=GROUP_RULES[group_rule])
+        s['note'] = (f"{'the certificate is per image; ' if b.certificate else ''}the per-group decisions follow the "
+                     "stated rule from image tiers and are not themselves certified")
     return _plain(s)
 
 def _write(res: FolderPredictions):
@@ -633,26 +835,49 @@ def metrics_text(m) -> str:
 
 def report_text(res: FolderPredictions) -> str:
     "What `predict_folder` prints: the decision used, tier counts, skipped files, metrics with intervals, outputs."
-    s, n = res.summary, max(res.summary['n_scored'], 1)
-    out = [f"scored {s['n_scored']} of {s['n_files']} images in {s['input']} with the {s['method']!r} bundle "
-           f"(digest {s['bundle_digest'][:12]})",
-           'tiers: ' + ', '.join(f"{t} {k} ({100 * k / n:.1f}%)" for t, k in s['tiers'].items())]
+    s, n, cherry = res.summary, max(res.summary['n_scored'], 1), res.summary['unit'] == 'cherry'
+    out = [f"scored {s['n_scored']} of {s['n_files']} {'views' if cherry else 'images'} in {s['input']} with the "
+           f"{s['method']!r} bundle (digest {s['bundle_digest'][:12]})"]
+    if not cherry: out += ['tiers: ' + ', '.join(f"{t} {k} ({100 * k / n:.1f}%)" for t, k in s['tiers'].items())]
     if len(res.skipped):
-        out += [f"skipped {len(res.skipped)} bad file(s) (skipped.csv):"]
+        out += [f"skipped {len(res.skipped)} file(s) (skipped.csv):"]
         out += [f"  {p}: {r}" for p, r in res.skipped.head(20).itertuples(index=False)]
     if res.groups is not None:
-        out += [f"per {s['group_col']} ({s['n_groups']} groups; {s['group_rule_text']}): " +
-                ', '.join(f"{t} {k}" for t, k in s['group_tiers'].items())] + ([s['note']] if 'note' in s else [])
-    for name, m in (('image', res.metrics), (s.get('group_col'), res.group_metrics)):
+        by = f"the pattern '{s['group_pattern']}'" if s.get('group_pattern') else f"column {s['group_col']!r}"
+        what = f"cherry ({s['n_groups']} cherries by {by}" if cherry else f"{s['group_col']} ({s['n_groups']} groups"
+        out += [f"per {what}; {s['group_rule_text']}): " + ', '.join(f"{t} {k}" for t, k in s['group_tiers'].items())]
+        if cherry and s['n_failed_views']: out += [f"{s['n_failed_views']} view(s) failed; each counts in its "
+                                                   "cherry (n_failed in groups.csv)"]
+        out += [s['note']] if 'note' in s else []
+    if s.get('guarantee'): out += [f"guarantee (per {s['unit']}): {s['guarantee']}"]
+    for name, m in (('image', res.metrics), ('cherry' if cherry else s.get('group_col'), res.group_metrics)):
         if m is not None: out += [f"tier metrics per {name} against the truth ({m.n} with pit truth):", metrics_text(m)]
-    return '\n'.join(out + [f"wrote {res.out_dir / 'predictions.csv'}"])
+    return '\n'.join(out + [f"wrote {res.out_dir / 'predictions.csv'}" + (
+        " (per view; view_tier is one view against the thresholds, not the decision) and groups.csv (the decisions)"
+        if cherry else '')])
 
 # %% ../nbs/16_deploy.ipynb #13beb921
+def _decide(b: Bundle, df, p, t, group_col, group_rule, pat, keep) -> tuple:
+    "(predictions, groups, metrics, group metrics) of the scored rows: per image, or per cherry for a cherry bundle."
+    ok = t >= 0
+    preds = _predictions(b, df[ok], p[ok], t[ok], group_col, bool(df.attrs.get('labelled')), keep)
+    if b.unit == 'cherry':
+        groups, m = _cherry_decisions(b, df, p, group_col, _failed_groups(df, group_col, pat)), None
+        preds = preds.rename(columns={'tier': 'view_tier'})
+    else:
+        groups = group_decisions(preds, group_col, group_rule) if group_col else None
+        m = _metrics(preds['tier'], preds['y_pit']) if 'y_pit' in preds.columns else None
+    gm = _metrics(groups['tier'], groups['y_pit']) if groups is not None and 'y_pit' in groups.columns else None
+    return preds, groups, m, gm
+
 def predict_folder(bundle,                     # a Bundle, a bundle folder, or a run folder (its default bundle)
                    src,                        # labelled folder, unlabelled folder (flat or nested) or manifest CSV
                    out_dir,                    # folder for predictions.csv (+ groups.csv, skipped.csv, summary.json)
                    group_col: str | None = None, # column naming each image's cherry ('folder': the image's folder)
-                   group_rule: str = 'most-severe', # how a group's images decide the group (see `GROUP_RULES`)
+                   group_rule: str | None = None, # image bundles: how a group's image tiers decide it (`GROUP_RULES`;
+                                               # required with a grouping); a per-cherry bundle decides by its own rule
+                   group_pattern: str | None = None, # or a regex on each file's relpath naming its cherry (see above;
+                                               # a per-cherry bundle given neither: `VIEW_PATTERN`, if all match)
                    labels: bool | None = None, # None: use labels when the input has them; False: ignore them
                    batch_size: int = 64,       # images per forward pass
                    workers: int = 2,           # threads that check and decode files
@@ -662,24 +887,22 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
                    verbose: bool = True,       # print the report
                    keep: tuple = (),           # input columns to carry into predictions.csv (e.g. a time column)
                   ) -> FolderPredictions:
-    "Score every image of `src` with a bundle; write predictions (and per-group decisions) atomically; skip bad files."
+    "Score every image of `src` with a bundle; write predictions and per-group (per-cherry) decisions; skip bad files."
     b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
     src, out_dir = Path(src).expanduser().absolute(), Path(out_dir).expanduser().absolute()
-    _check_out_dir(src, out_dir)
-    if group_rule not in GROUP_RULES:
-        raise ValueError(f"group_rule must be one of {list(GROUP_RULES)}; got {group_rule!r}")
+    _check_out_dir(src, out_dir); pat = _check_grouping(b, group_col, group_rule, group_pattern)
     df = read_inputs(src, labels, check, workers, progress)
+    if b.unit == 'cherry' and not (group_col or pat): pat = _view_names(b, df, src)
+    if pat is not None: df, group_col = _group_by_pattern(df, pat), PATTERN_COL
     for c in [group_col, *keep]:
-        if c and c not in df.columns: raise ValueError(f"column {c!r} not in the input; it has {list(df.columns)}")
+        if c and c not in df.columns: raise ValueError(f"{'group column' if c == group_col else 'column'} {c!r} not "
+                                                       f"in the input {src}; it has {list(df.columns)}")
+    _check_units(b, df, src, group_col, f"group pattern '{pat.pattern}'" if pat else f"group_col {group_col!r}")
     p, t, failed = score_files(b, list(df['path']), batch_size, workers, device, progress)
-    ok = t >= 0
-    preds = _predictions(b, df[ok], p[ok], t[ok], group_col, bool(df.attrs.get('labelled')), keep)
-    groups = group_decisions(preds, group_col, group_rule) if group_col else None
+    preds, groups, m, gm = _decide(b, df, p, t, group_col, group_rule, pat, keep)
     skipped = pd.DataFrame(list(df.attrs.get('skipped', [])) + failed, columns=['path', 'reason'])
-    m = _metrics(preds['tier'], preds['y_pit']) if 'y_pit' in preds.columns else None
-    gm = _metrics(groups['tier'], groups['y_pit']) if groups is not None and 'y_pit' in groups.columns else None
     res = FolderPredictions(out_dir, preds, groups, skipped, m, gm, {})
-    res.summary = _summary(b, src, df, res, group_col, group_rule)
+    res.summary = _summary(b, src, df, res, group_col, group_rule, pat.pattern if pat else None)
     _write(res)
     if verbose: print(report_text(res))
     return res
@@ -687,9 +910,21 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
 # %% ../nbs/16_deploy.ipynb #6c8d6a17
 ONNX_TOL = 1e-4     # the largest p(pit) difference accepted between onnxruntime and torch
 
+def _cherry_onnx_props(pol: dict) -> dict:
+    "A per-cherry bundle's graph scores views; how a cherry's decision follows from them goes into the metadata."
+    return {'cherry_nb.outputs': "p_pit: calibrated p(pit) of each view, float32 [batch]; tier: int64 [batch], that "
+                                 "ONE view against the cherry thresholds (0 accept, 1 review, 2 reject): NOT the "
+                                 "decision",
+            'cherry_nb.cherry_decision': canonical_json(dict(
+                {k: pol[k] for k in ('rule', 'k', 'min_views', 'review', 'reject')}, rule_text=RULES[pol['rule']],
+                note="the decision is per cherry and is made outside this graph: score = the rule over the p_pit of "
+                     "the cherry's scored views; accept if score < review, reject if score >= reject, else review; a "
+                     "cherry with fewer than min_views scored views goes to review"))}
+
 def onnx_props(b: Bundle) -> dict:
     "The ONNX metadata_props of a bundle's export: digest, decision, certificate, lineage and the I/O contract."
     d = b.decision; h, w = b.input_size
+    cherry = _cherry_onnx_props(d['policy']) if b.unit == 'cherry' else {}
     return {'cherry_nb.bundle_digest': b.digest, 'cherry_nb.format': f'{BUNDLE_FORMAT}/{BUNDLE_VERSION}',
             'cherry_nb.method': d['method'], 'cherry_nb.unit': d['unit'],
             'cherry_nb.input': f"images: uint8 RGB [batch, 3, {h}, {w}], brought to {h}x{w} as in training "
@@ -698,7 +933,7 @@ def onnx_props(b: Bundle) -> dict:
                                  'tier: int64 [batch], 0 accept, 1 review, 2 reject',
             **{f'cherry_nb.{k}': canonical_json(d[k]) for k in ('preprocess', 'calibration', 'policy', 'certificate',
                                                                 'lineage')},
-            'cherry_nb.decision': canonical_json(d), 'cherry_nb.version': cherry_nb.__version__}
+            'cherry_nb.decision': canonical_json(d), 'cherry_nb.version': cherry_nb.__version__, **cherry}
 
 def onnx_metadata(path) -> dict:
     "The cherry_nb metadata of an exported ONNX file (JSON values decoded)."
@@ -747,6 +982,7 @@ def export_onnx(bundle,                  # a Bundle, bundle folder or run folder
                 opset: int | None = None, # ONNX opset (None: the exporter's default)
                ) -> Path:
     "Export the decision (uint8 images -> calibrated p(pit), tier) to ONNX; certificate and lineage in its metadata."
+    # a per-cherry bundle exports its per-view part; the rule that decides a cherry is in the metadata
     _need_onnx(); import onnx
     b = _as_bundle(bundle); h, w = b.input_size; out_path = Path(out_path).expanduser().absolute()
     mod = b.module().cpu().eval()
@@ -768,15 +1004,27 @@ def export_onnx(bundle,                  # a Bundle, bundle folder or run folder
 
 # %% ../nbs/16_deploy.ipynb #90da2e94
 def predict_command(a) -> int:
-    "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C] [--group-rule R] [--device D] [--watch]`."
+    "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C | --group-pattern RE] [--group-rule R] [--watch]`."
     out = Path(a.out) if a.out else Path.cwd() / f"predictions-{Path(a.input).expanduser().resolve().stem}"
     tc = getattr(a, 'time_col', None); b = load_bundle(resolve_bundle(a.bundle))
     res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,
-                         keep=(tc,) if tc else ())
+                         group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else ())
     if not getattr(a, 'watch', False): return 0
     from cherry_nb.watch import watch_predictions, watch_summary
-    w, path, _ = watch_predictions(res.predictions, b, out, a.level, tc); print(watch_summary(w, path))
+    stream = res.predictions if b.unit == 'image' else cherry_stream(res, tc)
+    w, path, _ = watch_predictions(stream, b, out, a.level, tc); print(watch_summary(w, path))
     return 3 if w.alarm else 0
+
+def cherry_stream(res: FolderPredictions,   # `predict_folder`'s result with a per-cherry bundle
+                  time_col: str | None,     # arrival time column (None: file order)
+                 ) -> pd.DataFrame:
+    "Scored cherries in arrival order (their first view's time, else file order): relpath its id, p_pit its score."
+    col, pr = res.summary['group_col'], res.predictions
+    g = res.groups[res.groups['n_scored'] > 0]
+    first = (pr[time_col] if time_col else pd.Series(np.arange(len(pr)))).groupby(pr[col].to_numpy(dtype=object)).min()
+    out = pd.DataFrame({'relpath': g[col].astype(str).to_numpy(), 'p_pit': g['score'].to_numpy(),
+                        time_col or 'order': first.reindex(g[col]).to_numpy()})
+    return out.sort_values(time_col or 'order', kind='stable').reset_index(drop=True)
 
 def export_command(a) -> int:
     "`cherry-nb export BUNDLE|RUN --onnx OUT.onnx [--check INPUT]`: export and validate with onnxruntime."
@@ -789,5 +1037,21 @@ def export_command(a) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {b.method!r} bundle {b.digest[:12]}, input uint8 "
           f"[batch, 3, {b.input_size[0]}, {b.input_size[1]}]; onnxruntime vs torch on {v['n']} "
           f"{'images' if imgs else 'random images'}: max |dp| {v['max_abs_diff']:.2e}, "
-          f"tiers agree {v['tiers_agree']}/{v['n']}")
+          f"tiers agree {v['tiers_agree']}/{v['n']}" + (
+              f"; per view: the cherry decision ({b.policy.rule} of its views) is in the metadata, "
+              "cherry_nb.cherry_decision" if b.unit == 'cherry' else ''))
     return 0
+
+# %% ../nbs/16_deploy.ipynb #56a35c68
+@patch
+def decide_cherries(self: Bundle,
+                    view_scores,     # p(pit) per view (`predict(...).p_pit` or its `Scores`); NaN: a view that failed
+                    groups,          # the cherry of each view
+                    n_views=None,    # views expected per cherry (int or {cherry: n}); missing views count as failed
+                   ) -> pd.DataFrame:
+    "The decision of a per-cherry bundle: per cherry its score by the bundle's rule, view counts, tier and rule."
+    if self.unit != 'cherry':
+        raise ValueError(f"this bundle decides per {self.unit}: its tiers come from predict (predict_folder's "
+                         "group_col combines image tiers by a stated rule)")
+    s = view_scores.p_pit if isinstance(view_scores, Scores) else view_scores
+    return self.policy(s, groups, n_views).assign(rule=self.policy.rule)

@@ -479,10 +479,11 @@ def watch_summary(w: Watch, path: pd.DataFrame) -> str:
 def watch_folder(bundle, src, out_dir, level: float = 0.01, time_col: str | None = None,
                  progress: bool = True) -> tuple:
     "Score folder `src` with `bundle` (`deploy.predict_folder`), then watch the scores: (watch, path, files)."
-    from cherry_nb.deploy import load_bundle, resolve_bundle, predict_folder
+    from cherry_nb.deploy import load_bundle, resolve_bundle, predict_folder, cherry_stream
     b = load_bundle(resolve_bundle(bundle))
     res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False)
-    return watch_predictions(res.predictions, b, out_dir, level, time_col)
+    stream = res.predictions if b.unit == 'image' else cherry_stream(res, time_col)   # a cherry bundle: cherries
+    return watch_predictions(stream, b, out_dir, level, time_col)
 
 def watch_command(a) -> int:
     "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C]`: 0 quiet, 3 alarm."

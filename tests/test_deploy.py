@@ -16,6 +16,7 @@ from cherry_nb.ensemble import EnsembleScores, DisagreementPolicy
 from cherry_nb.jobs import TrainJob, run_job
 from cherry_nb.deploy import (save_bundle, load_bundle, verify_bundle, BundleError, leaf_digests, predict_folder,
                               export_onnx, validate_onnx, onnx_metadata, resolve_bundle, read_inputs)
+from cherry_nb.views import cherry_guaranteed_tiers, cherry_scores
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 SIZE = 32
@@ -249,7 +250,8 @@ def test_unlabelled_flat_and_nested_folders(enhanced, sim, tmp_path):
         d = nested / f'lane{i % 2}' / f'cherry{i // 4}'; d.mkdir(parents=True, exist_ok=True); shutil.copy(p, d / f'view{i}.png')
     before = _listing(flat), _listing(nested)
     r1 = predict_folder(enhanced, flat, tmp_path / 'o1', progress=False, verbose=False)
-    r2 = predict_folder(enhanced, nested, tmp_path / 'o2', group_col='folder', progress=False, verbose=False)
+    r2 = predict_folder(enhanced, nested, tmp_path / 'o2', group_col='folder', group_rule='most-severe',
+                        progress=False, verbose=False)
     assert (_listing(flat), _listing(nested)) == before
     assert len(r1.predictions) == len(r2.predictions) == 20 and not len(r1.skipped) and r1.metrics is None
     ref = enhanced.predict(list(test.path[:20]))
@@ -295,7 +297,8 @@ def test_labelled_folder_and_grouped_manifest(enhanced, sim, tmp_path, capsys):
     r = predict_folder(enhanced, tmp_path / 'm.csv', tmp_path / 'o2', group_col='cherry', group_rule='majority', progress=False, verbose=False)
     assert len(r.groups) == 20 and (r.groups.rule == 'majority').all() and r.group_metrics.n == 20
     assert read_inputs(tmp_path / 'm.csv', progress=False).attrs['labelled']
-    with pytest.raises(ValueError, match="column 'nope' not in the input"): predict_folder(enhanced, root, tmp_path / 'o3', group_col='nope', progress=False)
+    with pytest.raises(ValueError, match="group column 'nope'"):
+        predict_folder(enhanced, root, tmp_path / 'o3', group_col='nope', group_rule='most-severe', progress=False)
 
 
 # ---------------------------------------------------------------- ONNX
@@ -336,3 +339,159 @@ def test_cli_predict_and_export_from_a_run_folder(full_parts, sim, tmp_path):
     (run / 'bundles' / 'guaranteed' / 'bundle.json').write_text(json.dumps(spec))
     r = subprocess.run([EXE, 'predict', str(run), str(sim[0]), '--out', str(tmp_path / 'p2')], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and 'policy.reject changed' in r.stderr and not (tmp_path / 'p2').exists()
+
+
+# ---------------------------------------------------------------- per-cherry bundles: several views, one decision
+VIEW_RE = r'(?P<cherry>[^/]+)_v\d+'
+
+
+@pytest.fixture(scope='module')
+def cherry(parts, tmp_path_factory):
+    "A 3-view simulator set (40 calibration cherries, 8 new ones) and a per-cherry bundle certified on its views."
+    d = tmp_path_factory.mktemp('views')
+    root = render_dataset(d / 'sim', n_train=0, n_val=40, n_test=8, views=3, size=SIZE, workers=1, progress=False,
+                          seed=2)
+    df = read_image_folder(root, progress=False)
+    val, test = (df[df.split == s].reset_index(drop=True) for s in ('val', 'test'))
+    p = parts['ts'].probs(_probs(parts['binary'], val).logits)[:, 1]
+    y = (val.true_label == 'pit').to_numpy().astype(int)
+    g = cherry_guaranteed_tiers(p, y, val.cherry_id, 'max', alpha=0.3, delta=0.2, beta=0.5)
+    cal = dict(p_pit=p, y_pit=y, groups=val.cherry_id, manifest_hash=manifest_hash(val), split='val')
+    path = save_bundle(d / 'bundle', parts['binary'], g, 'guaranteed 2-class, max of views', temperature=parts['ts'],
+                       unit='cherry', calibration=cal)
+    line = d / 'line'; line.mkdir()                     # what a line delivers: a flat folder of <cherry>_v<k>.png
+    for q in test.path: shutil.copy(q, line / Path(q).name)
+    return dict(root=root, val=val, test=test, g=g, cal=cal, path=path, line=line, dir=d)
+
+
+def test_cherry_bundle_from_view_scores(cherry, parts, tmp_path):
+    b, g, test = load_bundle(cherry['path']), cherry['g'], cherry['test']
+    c = b.certificate
+    assert b.unit == 'cherry' and b.decision['policy']['kind'] == 'views' and b.policy == g.policy
+    assert (c['unit'], c['rule'], c['n_cherries'], c['n_views'], c['n_failed']) == ('cherry', 'max', 40, 120, 0)
+    assert 'per cherry' in c['statement'] and c['accept_threshold'] == g.accept_threshold
+    again = save_bundle(tmp_path / 'again', parts['binary'], g, 'guaranteed 2-class, max of views',
+                        temperature=parts['ts'], unit='cherry', calibration=cherry['cal'])
+    assert load_bundle(again).digest == b.digest                       # reproducible
+    sv = b.predict(list(test.path))
+    dec = b.decide_cherries(sv, test.cherry_id)
+    assert len(dec) == 8 and (dec.n_views == 3).all() and (dec.rule == 'max').all()
+    by_hand = pd.Series(sv.p_pit).groupby(test.cherry_id.to_numpy()).max()      # the rule: max of the 3 views
+    assert np.allclose(dec.set_index('cherry_id').score, by_hand.reindex(dec.cherry_id))
+    want = np.where(dec.score < g.accept_threshold, 'accept',
+                    np.where(dec.score >= g.reject_threshold, 'reject', 'review'))
+    assert (dec.tier.to_numpy() == want).all()
+    image = load_bundle(save_bundle(tmp_path / 'img', parts['binary'], ThresholdPolicy(0.3, 0.6), 'x'))
+    with pytest.raises(ValueError, match='decides per image'): image.decide_cherries(sv, test.cherry_id)
+
+
+def test_cherry_bundle_save_refusals(cherry, parts, tmp_path):
+    g, cal, art = cherry['g'], cherry['cal'], parts['binary']
+    save = lambda pol, **kw: save_bundle(tmp_path / 'x', art, pol, 'x', temperature=parts['ts'], **kw)
+    with pytest.raises(ValueError, match="unit='cherry'"): save(g, unit='image', calibration=cal)
+    with pytest.raises(ValueError, match='needs a per-cherry policy'): save(ThresholdPolicy(0.3, 0.6), unit='cherry')
+    with pytest.raises(ValueError, match='cherry of each calibration view'):
+        save(g, unit='cherry', calibration={k: v for k, v in cal.items() if k != 'groups'})
+    short = dict(cal, p_pit=cal['p_pit'][1:], y_pit=cal['y_pit'][1:], groups=cal['groups'][1:])   # a view left out
+    with pytest.raises(ValueError, match='n_views 120 .recomputed: 119'): save(g, unit='cherry', calibration=short)
+    assert not (tmp_path / 'x').exists()
+
+
+def test_cherry_bundle_tampering_is_refused_and_named(cherry, tmp_path):
+    def copy(name):
+        dst = tmp_path / name; shutil.copytree(cherry['path'], dst); return dst
+    for field, edit in {'policy.rule': lambda d: d['policy'].update(rule='mean'),
+                        'policy.min_views': lambda d: d['policy'].update(min_views=2),
+                        'certificate.n_cherries': lambda d: d['certificate'].update(n_cherries=400)}.items():
+        dst = copy(field); spec = json.loads((dst / 'bundle.json').read_text()); edit(spec['decision'])
+        (dst / 'bundle.json').write_text(json.dumps(spec))
+        with pytest.raises(BundleError) as e: load_bundle(dst)
+        assert any(field in f for f in e.value.fields), (field, e.value.fields)
+    dst = copy('groups'); f = dst / 'calibration.safetensors'
+    t = safetensors.torch.load_file(str(f)); t['groups'][0] = t['groups'][-1]; safetensors.torch.save_file(t, str(f))
+    with pytest.raises(BundleError, match='groups'): load_bundle(dst)
+
+
+def test_unit_refusal_both_ways(cherry, enhanced, tmp_path):
+    cb, root, test = load_bundle(cherry['path']), cherry['root'], cherry['test']
+    odd = tmp_path / 'odd'; odd.mkdir()
+    for i, q in enumerate(test.path[:4]): shutil.copy(q, odd / f'img{i}.png')       # views with no cherry in the name
+    run = lambda b, src, out, **kw: predict_folder(b, src, tmp_path / out, progress=False, verbose=False, **kw)
+    with pytest.raises(ValueError, match=r'4 of 4 files .* not named <cherry>_v<k>.*group_pattern'): run(cb, odd, 'a')
+    with pytest.raises(ValueError, match="one file per cherry"): run(cb, root, 'b', group_col='relpath')
+    with pytest.raises(ValueError, match="this bundle decides each cherry by its own rule"):
+        run(cb, root, 'c', group_col='cherry_id', group_rule='majority')
+    with pytest.raises(ValueError, match=r"decides per image.*column 'cherry_id'.*has 3 files"):
+        run(enhanced, root, 'd')
+    with pytest.raises(ValueError, match=r"decides per image.*file names <cherry>_v<k>"):
+        run(enhanced, cherry['line'], 'e')
+    with pytest.raises(ValueError, match=r"decides per image.*group_pattern="):
+        run(enhanced, cherry['line'], 'f', group_pattern=VIEW_RE)
+    assert not any((tmp_path / o).exists() for o in 'abcdef')
+    ok = run(enhanced, cherry['line'], 'g', group_pattern=VIEW_RE, group_rule='most-severe')   # asked for explicitly
+    assert len(ok.groups) == 8 and 'not themselves certified' in ok.summary['note']
+
+
+def test_group_pattern_and_labelled_views(cherry, tmp_path):
+    cb, test = load_bundle(cherry['path']), cherry['test']
+    lanes = tmp_path / 'lanes'
+    for i, q in enumerate(test.path):                   # another naming: lane<j>/<cherry>-view<k>.png, one bad file
+        d = lanes / f'lane{i % 2}'; d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(q, d / Path(q).name.replace('_v', '-view'))
+    bad = next(lanes.rglob('*-view0.png')); bad.write_bytes(bad.read_bytes()[:150])
+    res = predict_folder(cb, lanes, tmp_path / 'o', group_pattern=r'(?P<cherry>[^/]+)-view\d+', progress=False,
+                         verbose=False)
+    assert len(res.groups) == 8 and res.groups.n_failed.sum() == 1 and len(res.skipped) == 1
+    sc = cb.predict(list(res.predictions.path)).p_pit                 # the broken view counts as failed in its cherry
+    ref = cb.policy(np.r_[sc, np.nan], list(res.predictions.cherry) + [bad.name.split('-view')[0]])
+    assert (res.groups.tier.to_numpy() == ref.tier.to_numpy()).all()
+    lab = predict_folder(cb, cherry['root'], tmp_path / 'l', group_col='cherry_id', progress=False, verbose=False)
+    assert len(lab.groups) == 48 and lab.group_metrics.n == 48 and lab.metrics is None
+    assert 'view_tier' in lab.predictions
+    s = json.loads((tmp_path / 'l' / 'summary.json').read_text())
+    assert s['unit'] == 'cherry' and s['n_groups'] == 48 and "rule 'max'" in s['group_rule_text']
+    assert 'per cherry' in s['note'] and s['guarantee'].startswith('per cherry')
+
+
+def test_cli_predict_per_cherry(cherry, tmp_path):
+    "`cherry-nb predict` through the real command line on a folder of views: one row per cherry, guarantee per cherry."
+    cb = load_bundle(cherry['path'])
+    r = _cli(cherry['path'], cherry['line'], '--out', tmp_path / 'p')     # <cherry>_v<k>.png names: no option needed
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = pd.read_csv(tmp_path / 'p' / 'groups.csv'); v = pd.read_csv(tmp_path / 'p' / 'predictions.csv')
+    assert len(g) == 8 and len(v) == 24 and g.cherry.nunique() == 8 and (g.n_views == 3).all()
+    assert 'per cherry (8 cherries' in r.stdout and 'guarantee (per cherry)' in r.stdout
+    want = cb.decide_cherries(cb.predict(list(v.path)), v.cherry)
+    assert (g.tier.to_numpy() == want.tier.to_numpy()).all() and np.allclose(g.score, want.score)
+
+
+def _cli(*a):
+    return subprocess.run([EXE, 'predict', *map(str, a)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_predict_group_pattern_unit_and_tampered_cherry_bundle(cherry, enhanced, tmp_path):
+    r = _cli(enhanced.path, cherry['line'], '--out', tmp_path / 'r')               # an image bundle given views
+    assert r.returncode == 2 and 'decides per image' in r.stderr and not (tmp_path / 'r').exists()
+    lanes = tmp_path / 'lanes'
+    for i, q in enumerate(cherry['test'].path):
+        d = lanes / f'lane{i % 2}'; d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(q, d / Path(q).name.replace('_v', '-view'))
+    r = _cli(cherry['path'], lanes, '--out', tmp_path / 'q', '--group-pattern', r'(?P<cherry>[^/]+)-view\d+')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / 'q' / 'groups.csv')) == 8 and "by the pattern" in r.stdout
+    r = _cli(cherry['path'], lanes, '--out', tmp_path / 'q2')                          # no grouping, odd names
+    assert r.returncode == 2 and '--group-pattern' in r.stderr and not (tmp_path / 'q2').exists()
+    t = tmp_path / 'tampered'; shutil.copytree(cherry['path'], t)
+    spec = json.loads((t / 'bundle.json').read_text()); spec['decision']['policy']['rule'] = 'mean'
+    (t / 'bundle.json').write_text(json.dumps(spec))
+    r = _cli(t, cherry['line'], '--out', tmp_path / 's')
+    assert r.returncode == 2 and 'policy.rule' in r.stderr and not (tmp_path / 's').exists()
+
+
+def test_watch_folder_watches_cherries(cherry, tmp_path):
+    "A per-cherry bundle's watch compares one score per cherry (its rule) with the calibration cherries' scores."
+    from cherry_nb.watch import watch_folder
+    w, path, _ = watch_folder(cherry['path'], cherry['line'], tmp_path / 'w', progress=False)
+    assert w.t == 8 and len(path) == 8 and set(path.relpath) == set(cherry['test'].cherry_id)
+    assert len(load_bundle(cherry['path']).calibration_scores) == 40          # the reference: 40 calibration cherries
