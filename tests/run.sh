@@ -38,6 +38,9 @@ fi
 step "README.md is generated from nbs/index.ipynb"
 python tests/make_readme.py --check
 
+step "doc processing: every notebook processes cleanly (nbdev's processors, no training or rendering)"
+python tests/check_docs.py
+
 step "nbdev_test (every notebook cell runs as a test)"
 nbdev_test --n_workers 2 --timing
 
