@@ -35,8 +35,9 @@ __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'Me
            'register_method', 'seed_jobs', 'roles_needed', 'triage_curve', 'matched', 'SeedScores', 'two_stage_seed',
            'two_stage_oof', 'explicit_three_class', 'enhanced_two_class_method', 'guaranteed_two_class',
            'ensemble_method', 'per_cherry', 'method_row', 'train_seed', 'score_seed', 'method_predictions',
-           'apply_methods', 'bundle_slug', 'method_bundle', 'set_compare_default', 'seed_extras', 'run_seed',
-           'seed_interval', 'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare', 'read_results']
+           'apply_methods', 'bundle_slug', 'bundle_policy', 'method_bundle', 'set_compare_default', 'seed_extras',
+           'run_seed', 'seed_interval', 'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare',
+           'read_results']
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
 @dataclass
@@ -360,16 +361,26 @@ def bundle_slug(method: str) -> str:
     import re
     return re.sub(r'[^a-z0-9]+', '-', method.lower()).strip('-')
 
+def bundle_policy(out: MethodOutput, S: SeedScores) -> tuple:
+    "(policy, unit) of a method's bundle: per cherry (`cfg.rule` over its views) when cherries have several views."
+    if S.groups('val') is None: return out.extra.get('guaranteed') or out.policy, 'image'
+    pol = out.extra.get('cherry_guarantee')
+    if pol is None and out.forced_review is None and hasattr(out.policy, 'review') and hasattr(out.policy, 'reject'):
+        pol = CherryPolicy(S.cfg.rule, out.policy.review, out.policy.reject)
+    if pol is None: raise ValueError("its decision has no per-cherry form (an argmax or a disagreement of views)")
+    return pol, 'cherry'
+
 def method_bundle(run, name: str, out: MethodOutput, S: SeedScores) -> Path:
     "The decision of method `name` on the seed of `S` as a bundle in `<run>/bundles/<slug>/`."
     from cherry_nb.deploy import save_bundle
     run = RunFolder(run); sd = run / f'seed{S.seed}'
     models = [sd / 'artifacts' / n for n in (out.deploy or out.models)]
-    cal = (dict(p_pit=out.val_score, y_pit=S.y_val, manifest_hash=manifest_hash(S.val), split='val')
+    pol, unit = bundle_policy(out, S)
+    groups = {} if unit == 'image' else dict(groups=S.groups('val'))
+    cal = (dict(p_pit=out.val_score, y_pit=S.y_val, manifest_hash=manifest_hash(S.val), split='val', **groups)
            if out.val_score is not None else None)
-    return save_bundle(run.bundle(bundle_slug(name)), models, out.extra.get('guaranteed') or out.policy, name,
-                       temperature=out.extra.get('temperature'), calibration=cal, lineage=dict(seed=S.seed),
-                       run=run.name, overwrite=True)
+    return save_bundle(run.bundle(bundle_slug(name)), models, pol, name, temperature=out.extra.get('temperature'),
+                       calibration=cal, lineage=dict(seed=S.seed), run=run.name, unit=unit, overwrite=True)
 
 def set_compare_default(run, summary: pd.DataFrame, best: str | None) -> str | None:
     "Name the default bundle: the recommended method, else the safest one that has a bundle (and say so)."

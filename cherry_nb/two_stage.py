@@ -31,7 +31,7 @@ __all__ = ['PRETRAINED', 'TwoStageConfig', 'job_common', 'stage1_job', 'stage2_j
            'collapse_to_binary', 'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions',
            'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers',
            'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage',
-           'write_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
+           'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 def _is_timm_model(name: str) -> bool:
@@ -346,9 +346,24 @@ def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: d
     g, _ = guaranteed_on(p1v, yv, cfg, cherry_ids(dv))
     if g is not None: out.append(('guaranteed', run.artifact('stage1'), g, 'guaranteed 2-class',
                                   dict(temperature=ts, calibration=cal)))
+    if cherry_ids(dv) is not None: out += cherry_bundles(run, cfg, ts, p1v, yv, cherry_ids(dv), cal)
     for name, model, policy, method, extra in out: save_bundle(run.bundle(name), model, policy, method, **extra, **kw)
-    set_default_bundle(run, 'production', "what the seed deploys: stage 2 with production's mapping")
+    grouped = cherry_ids(dv) is not None
+    set_default_bundle(run, 'cherry-production' if grouped else 'production', "what the seed deploys: stage 2 with "
+                       "production's mapping" + (f", per cherry ({cfg.rule} of its views)" if grouped else ''))
     return [o[0] for o in out]
+
+def cherry_bundles(run: RunFolder, cfg: TwoStageConfig, ts, p1v, yv, gv, cal: dict) -> list:
+    "With several views per cherry: production, enhanced and (when it can be certified) guaranteed, per cherry."
+    calg, each = dict(cal, groups=gv), f"per cherry ({cfg.rule} of its views)"
+    out = [('cherry-production', run.artifact('deployed'), CherryPolicy(cfg.rule, cfg.prod_review, cfg.prod_reject),
+            f'two-stage (seed), {each}', dict(unit='cherry')),
+           ('cherry-enhanced', run.artifact('stage1'), CherryPolicy(cfg.rule, cfg.review, cfg.reject),
+            f'enhanced 2-class, {each}', dict(temperature=ts, calibration=calg, unit='cherry'))]
+    try: cg = cherry_guaranteed_tiers(p1v, yv, gv, cfg.rule, cfg.alpha, cfg.delta, cfg.beta)
+    except InsufficientCalibration: return out
+    return out + [('cherry-guaranteed', run.artifact('stage1'), cg, f'guaranteed 2-class, {each}',
+                   dict(temperature=ts, calibration=calg, unit='cherry'))]
 
 # %% ../nbs/08_two_stage.ipynb #1cdae212
 @dataclass

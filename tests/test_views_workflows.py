@@ -4,6 +4,7 @@ import json, subprocess, sys
 from pathlib import Path
 
 import pandas as pd, pytest
+from cherry_nb.synth import render_dataset
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 TINY = ['-p', 'preset', 'tiny', '-p', 'views', '3', '-p', 'arch', 'test_resnet', '-p', 'image_size', '32',
@@ -35,6 +36,17 @@ def test_two_stage_with_three_views(tmp_path):
     assert m['unit'].startswith('cherry') and 0 < n_test <= 48
     rep = (run / 'report.md').read_text()
     assert 'Per cherry' in rep and 'Rates count cherries' in rep
+    # the default bundle decides per cherry: new views of new cherries get one tier each
+    from cherry_nb.deploy import load_bundle, resolve_bundle
+    assert load_bundle(resolve_bundle(run)).unit == 'cherry' and {'cherry-production', 'cherry-enhanced'} <= set(
+        p.name for p in (run / 'bundles').iterdir())
+    new = render_dataset(tmp_path / 'new', n_train=0, n_val=0, n_test=10, size=32, views=3, seed=11, workers=1,
+                         progress=False)
+    r = subprocess.run([EXE, 'predict', str(run), str(new), '--out', str(tmp_path / 'scored')], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    g = pd.read_csv(tmp_path / 'scored' / 'groups.csv')
+    assert len(g) == 10 and (g.n_views == 3).all() and set(g.tier) <= {'accept', 'review', 'reject'}
 
 
 @pytest.mark.slow
@@ -47,3 +59,6 @@ def test_compare_with_three_views(tmp_path):
     assert rows and all(row['unit'] == 'cherry (mean of its views)' for row in rows)
     assert all(row['pit_miss']['n'] <= 48 for row in rows)          # cherries, not their 3 views
     assert 'Every rate counts **cherries (mean of its views)**' in (run / 'report.md').read_text()
+    from cherry_nb.deploy import load_bundle
+    units = {b.name: load_bundle(b).unit for b in (run / 'bundles').iterdir() if b.is_dir()}
+    assert units and set(units.values()) == {'cherry'}, units
