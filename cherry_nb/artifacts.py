@@ -98,14 +98,7 @@ def save_artifact(model: nn.Module, # a timm classifier (with `.classes` from `c
 def read_artifact_meta(path) -> dict:
     "The artifact's JSON metadata (checked for format), without loading weights."
     _, jpath = artifact_paths(path)
-    if not jpath.is_file(): raise FileNotFoundError(f"{jpath}: artifact metadata file not found")
-    meta = read_json(jpath)
-    if not isinstance(meta, dict) or meta.get('format') != ARTIFACT_FORMAT:
-        fmt = meta.get('format') if isinstance(meta, dict) else None
-        raise ValueError(f"{jpath}: not a cherry_nb artifact (format {fmt!r})")
-    if meta.get('format_version', 0) > ARTIFACT_VERSION:
-        raise ValueError(f"{jpath}: artifact format version {meta['format_version']} is newer than this cherry_nb "
-                         f"reads ({ARTIFACT_VERSION})")
+    meta = read_format_json(jpath, ARTIFACT_FORMAT, ARTIFACT_VERSION, 'artifact')
     missing = [k for k in ('arch', 'classes', 'weights_sha256') if k not in meta]
     if missing: raise ValueError(f"{jpath}: metadata lacks {missing}")
     return meta

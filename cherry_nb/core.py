@@ -14,7 +14,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['CLASSES_2', 'CLASSES_3', 'TIERS', 'log', 'class_index', 'set_seed', 'get_device', 'Rate', 'rate', 'sha256_bytes',
            'sha256_file', 'atomic_write', 'to_json', 'jsonable', 'from_jsonable', 'atomic_write_json', 'read_json',
-           'say', 'LineBar', 'progress_bar', 'progress']
+           'read_format_json', 'say', 'LineBar', 'progress_bar', 'progress']
 
 # %% ../nbs/00_core.ipynb #1d1c0b68
 CLASSES_2 = ('clean', 'pit')            # binary models: clean=0, pit=1
@@ -160,6 +160,21 @@ def read_json(path):
     "Read a JSON file, naming the file in the error when it is not valid JSON."
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+def read_format_json(path,          # a JSON file cherry_nb wrote with `format` and `format_version` keys
+                     fmt: str,      # the format it must have, e.g. 'cherry_nb.artifact'
+                     version: int,  # the newest format version this code reads
+                     what: str,     # what the file is, for the errors: 'artifact', 'decision bundle'
+                    ) -> dict:
+    "Read one of cherry_nb's own JSON formats, refusing a missing file, another format or a newer version."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: not found (no {what} here)")
+    d = read_json(path); fmt_found = d.get('format') if isinstance(d, dict) else None
+    if fmt_found != fmt: raise ValueError(f"{path}: not a cherry_nb {what} (format {fmt_found!r})")
+    if d.get('format_version', 0) > version:
+        raise ValueError(f"{path}: {what} format version {d['format_version']} is newer than this cherry_nb reads "
+                         f"({version})")
+    return d
 
 # %% ../nbs/00_core.ipynb #1d040656
 def say(*parts, prefix: str = ''):

@@ -377,15 +377,8 @@ def _compare(want: dict, have: dict) -> tuple[list, list]:
 
 def verify_bundle(path) -> tuple[dict, dict]:
     "(bundle.json, tensors by file) of a bundle whose every field and tensor matches its digests; else `BundleError`."
-    path = Path(path); jpath = path / 'bundle.json'
-    if not jpath.is_file(): raise FileNotFoundError(f"{jpath}: not a decision bundle (no bundle.json)")
-    spec = read_json(jpath)
-    if not isinstance(spec, dict) or spec.get('format') != BUNDLE_FORMAT:
-        fmt = spec.get('format') if isinstance(spec, dict) else None
-        raise ValueError(f"{jpath}: not a cherry_nb decision bundle (format {fmt!r})")
-    if spec.get('format_version', 0) > BUNDLE_VERSION:
-        raise ValueError(f"{jpath}: bundle format {spec['format_version']} is newer than this cherry_nb reads "
-                         f"({BUNDLE_VERSION})")
+    path = Path(path)
+    spec = read_format_json(path / 'bundle.json', BUNDLE_FORMAT, BUNDLE_VERSION, 'decision bundle')
     missing = [k for k in ('decision', 'digests', 'digest') if not isinstance(spec.get(k), (dict, str))]
     if missing: raise BundleError(path, missing, [f"{k} is missing" for k in missing])
     want = spec['digests']
