@@ -42,16 +42,7 @@ __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION'
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
 UNITS = ('image', 'cherry')   # what one decision is about: one image, or one cherry seen in several views
 
-def _plain(o):
-    "JSON-ready plain Python: Rates to dicts, NumPy to Python, tuples to lists, NaN and infinities to None."
-    if isinstance(o, Rate): return _plain(o.as_dict())
-    if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
-    if isinstance(o, np.ndarray): return _plain(o.tolist())
-    if isinstance(o, np.generic): return _plain(o.item())
-    if isinstance(o, float) and not math.isfinite(o): return None
-    if isinstance(o, Path): return str(o)
-    return o
+_plain = jsonable   # JSON-ready plain Python (`core.jsonable`): Rates to dicts, NumPy to Python, NaN to None
 
 def canonical_json(obj) -> str:
     "One text per value: sorted keys, no spaces, ASCII only, floats as Python's shortest round-trip repr."

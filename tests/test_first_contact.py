@@ -57,7 +57,7 @@ def test_bad_parameters_refused_before_anything_runs(tmp_path, args, names):
 
 def test_list_and_help_show_meaning(tmp_path):
     r = cli('list', cwd=tmp_path, timeout=120)
-    assert r.returncode == 0 and 'epochs1 (int, default 15)' in r.stdout and 'stage-1 epochs' in r.stdout
+    assert r.returncode == 0 and 'epochs1 (int, default 20)' in r.stdout and 'stage-1 epochs' in r.stdout
     assert 'methods (str' in r.stdout                                    # the compare workflow too
     r = cli('run', '--help', cwd=tmp_path, timeout=120)
     assert r.returncode == 0 and 'two-stage' in r.stdout and 'compare' in r.stdout
