@@ -42,8 +42,10 @@ class TrainJob:
     n_stages: int = 1                       # stages unfrozen by 'last_stages'
     replay: float = 0.0                     # fraction of training rows repeated with `replay_label_col` (stage 2)
     replay_label_col: str = 'orig_label'    # label of the replayed copies
+    group_col: str = ''                     # manifest column (cherry_id): one training row per group per epoch
     def __post_init__(self): self.classes = tuple(self.classes)
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:   # (an empty group_col is left out: specs written before it keep their key)
+        return {k: v for k, v in asdict(self).items() if k != 'group_col' or v}
     @classmethod
     def from_dict(cls, d: dict) -> 'TrainJob': return cls(**d)
     def config(self) -> TrainConfig: return TrainConfig(**self.train)
@@ -118,14 +120,15 @@ def run_job(job: TrainJob, run_dir, cache_dir=None, progress: bool = True, force
     aug = FieldSimulator(job.aug) if job.aug else False
     ckpt = run_dir / 'ckpt' / job.name
     t0 = time.time()
-    learn = fit(model, make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed),
+    group = job.group_col or None
+    learn = fit(model, make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, group_col=group),
                 make_loader(val_ds, cfg.batch_size) if val_ds is not None else None, cfg, aug=aug,
                 callbacks=callbacks, ckpt_dir=ckpt, progress=progress, name=job.name)
     run = dict(host=socket.gethostname(), pid=os.getpid(), threads=torch.get_num_threads(), **(runner or {}))
     run['resumed_after_epochs'] = learn.start_epoch or None
     meta = dict(classes=job.classes, input_size=[3, job.image_size, job.image_size], train_config=asdict(cfg),
                 job=job.to_dict(), job_key=job_key(job, run_dir), manifest_hash=manifest_hash(df),
-                metrics=_job_metrics(learn, time.time() - t0, len(train_ds)), runner=run)
+                metrics=_job_metrics(learn, time.time() - t0, tr[group].nunique() if group else len(tr)), runner=run)
     if parent is not None: meta['parent'] = parent
     w = save_artifact(learn.model, out, meta)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -246,8 +246,10 @@ class DataConfig:
     clean_as_pit: float = 0.0        # simulator annotator noise: share of clean cherries labelled pit
     views: int = 1                   # simulator: images per cherry, each a new rotation, offset, light and blur
     rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
+    view_sampling: str = 'all'       # several views per cherry: train on 'all' views each epoch, or 'one' per cherry
     checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
-                                  preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES))
+                                  preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES),
+                                  view_sampling=one_of('all', 'one'))
 
 # %% ../nbs/06a_runs.ipynb #ca670d6b
 def sim_folder(cfg: DataConfig) -> Path:
@@ -276,6 +278,9 @@ def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     else: df = read_image_folder(src, progress=progress, **kw)
     if (df['split'] == '').all():                                   # views of one cherry stay in one split
         df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
+    if cfg.view_sampling == 'one' and 'cherry_id' not in df.columns:
+        raise ParamError(f"parameter view_sampling = 'one' needs several views per cherry (a cherry_id column, "
+                         f"<cherry>_v<k> file names or -p views N); {src} has none")
     return df, src
 
 def cherry_ids(df: pd.DataFrame) -> np.ndarray | None:

@@ -96,7 +96,8 @@ class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
 def job_common(cfg) -> dict:
     "The model settings every job of a workflow shares: arch, pretrained, image_size, aug ('none': no augmentation)."
     return dict(arch=cfg.arch, pretrained=cfg.pretrained, image_size=cfg.image_size,
-                aug=None if cfg.aug == 'none' else cfg.aug)
+                aug=None if cfg.aug == 'none' else cfg.aug,
+                group_col='cherry_id' if getattr(cfg, 'view_sampling', 'all') == 'one' else '')
 
 def stage1_job(common: dict, train: dict, name: str = 'stage1', manifest: str = 'manifest.csv') -> TrainJob:
     "The binary stage-1 job."

@@ -28,9 +28,14 @@ def _one_split_per_cherry(run):
 
 @pytest.mark.slow
 def test_two_stage_with_three_views(tmp_path):
-    run, r = run_workflow(tmp_path, 'two-stage', '-p', 'epochs1', 2, '-p', 'epochs2', 1, '-p', 'rule', 'max')
+    run, r = run_workflow(tmp_path, 'two-stage', '-p', 'epochs1', 2, '-p', 'epochs2', 1, '-p', 'rule', 'max',
+                          '-p', 'view_sampling', 'one')
     assert (tmp_path / 'data' / 'tiny-seed0-views3' / 'dataset.json').exists()
     _one_split_per_cherry(run)
+    s1 = json.loads((run / 'artifacts' / 'stage1.json').read_text())     # one view per cherry per epoch
+    assert s1['job']['group_col'] == 'cherry_id'
+    man = pd.read_csv(run / 'manifest.csv')
+    assert s1['metrics']['train_images'] == man[man.split == 'train'].cherry_id.nunique() < (man.split == 'train').sum()
     m = json.loads((run / 'metrics.json').read_text())
     n_test = m['cherry_tiers_test'][0]['pit_miss']['n']
     assert m['unit'].startswith('cherry') and 0 < n_test <= 48
