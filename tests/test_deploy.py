@@ -44,16 +44,19 @@ def parts(sim, tmp_path_factory):
     three ensemble members, with the calibration split's scores."""
     _, val, test = sim
     d = tmp_path_factory.mktemp('parts')
-    set_seed(0); binary = save_artifact(create_model('test_resnet', CLASSES_2), d / 'binary', dict(input_size=(3, SIZE, SIZE)))
+    set_seed(0); binary = save_artifact(create_model('test_resnet', CLASSES_2), d / 'binary',
+                                        dict(input_size=(3, SIZE, SIZE)))
     set_seed(1); m3 = create_model('test_resnet', CLASSES_3)
     m3.pretrained_cfg = {**m3.pretrained_cfg, 'input_size': (3, SIZE, SIZE), 'fixed_input_size': True}
-    with torch.no_grad():                 # centre the untrained head on the validation images: every class gets argmaxes
-        m3.get_classifier().bias -= torch.from_numpy(predict(m3, make_loader(CachedImageDataset(val, SIZE, progress=False)),
-                                                             progress=False).logits.mean(0))
+    # centre the untrained head on the validation images: every class gets argmaxes
+    with torch.no_grad():
+        m3.get_classifier().bias -= torch.from_numpy(
+            predict(m3, make_loader(CachedImageDataset(val, SIZE, progress=False)), progress=False).logits.mean(0))
     three = save_artifact(m3, d / 'three', dict(input_size=(3, SIZE, SIZE)))
     members = []
     for s in range(3):
-        set_seed(10 + s); members.append(save_artifact(create_model('test_resnet', CLASSES_2), d / f'm{s}', dict(input_size=(3, SIZE, SIZE))))
+        set_seed(10 + s); members.append(save_artifact(create_model('test_resnet', CLASSES_2), d / f'm{s}',
+                                                       dict(input_size=(3, SIZE, SIZE))))
     ts = TemperatureScaler(0.05)          # sharpens the untrained scores so that every tier occurs
     y_val = (val.label == 'pit').to_numpy().astype(int)
     p_val = ts.probs(_probs(binary, val).logits)[:, 1]
@@ -74,7 +77,8 @@ def _bundle(parts, kind, out):
         return path, p, (pol.policy if kind == 'guaranteed' else pol)(p)
     if kind in ('production', 'argmax'):
         q = _probs(parts['three'], parts['test']).probs
-        pol = ProductionPolicy(*np.quantile(q[:, 1], [0.3, 0.6]).round(3), maybe_to_review=True) if kind == 'production' else ArgmaxPolicy()
+        pol = (ProductionPolicy(*np.quantile(q[:, 1], [0.3, 0.6]).round(3), maybe_to_review=True)
+               if kind == 'production' else ArgmaxPolicy())
         return save_bundle(out, parts['three'], pol, 'two-stage (seed)'), q[:, 1], pol(q)
     mp = lambda d: np.stack([_probs(a, d).probs for a in parts['members']])
     ev = EnsembleScores(mp(parts['val']), TemperatureScaler(0.02)); et = ev.with_members(mp(parts['test']))
@@ -104,14 +108,17 @@ def test_every_policy_kind_round_trips(full_parts, kind, tmp_path):
     assert all(a['weights_sha256'] for a in b.lineage['artifacts'])
     if kind == 'guaranteed':
         c = b.certificate
-        for k in ('alpha', 'delta', 'beta', 'n_pits', 'n_clean', 'pvalue_accept', 'pvalue_reject', 'calibration_manifest_hash'):
+        for k in ('alpha', 'delta', 'beta', 'n_pits', 'n_clean', 'pvalue_accept', 'pvalue_reject',
+                  'calibration_manifest_hash'):
             assert c[k] is not None, k
         assert c['unit'] == 'image' and c['alpha'] == 0.3 and c['n_pits'] + c['n_clean'] == len(full_parts['val'])
         assert c['calibration_manifest_hash'] == manifest_hash(full_parts['val'])
         assert np.allclose(b.calibration_scores.p_pit, full_parts['cal']['p_pit'])
         assert (b.calibration_scores.y_pit == full_parts['cal']['y_pit']).all()
     else: assert b.certificate is None
-    if kind == 'disagreement': assert len(b.models) == 3 and b.decision['calibration']['on'].startswith('log of the mean')
+    if kind == 'disagreement':
+        assert len(b.models) == 3
+        assert b.decision['calibration']['on'].startswith('log of the mean')
 
 
 def test_policy_from_dict_reloads_deployed_json():
@@ -122,11 +129,13 @@ def test_policy_from_dict_reloads_deployed_json():
 def test_guaranteed_bundle_needs_its_calibration(parts, tmp_path):
     cal = parts['cal']
     g = guaranteed_tiers(cal['p_pit'], cal['y_pit'], alpha=0.3, delta=0.2, beta=0.5)
-    with pytest.raises(ValueError, match='manifest hash'): save_bundle(tmp_path / 'a', parts['binary'], g, 'g', temperature=parts['ts'])
+    with pytest.raises(ValueError, match='manifest hash'):
+        save_bundle(tmp_path / 'a', parts['binary'], g, 'g', temperature=parts['ts'])
     wrong = dict(cal, p_pit=1 - cal['p_pit'])
     with pytest.raises(ValueError, match='do not follow from the calibration scores'):
         save_bundle(tmp_path / 'b', parts['binary'], g, 'g', temperature=parts['ts'], calibration=wrong)
-    with pytest.raises(ValueError, match='needs a 3-class model'): save_bundle(tmp_path / 'c', parts['binary'], ArgmaxPolicy(), 'x')
+    with pytest.raises(ValueError, match='needs a 3-class model'):
+        save_bundle(tmp_path / 'c', parts['binary'], ArgmaxPolicy(), 'x')
     with pytest.raises(ValueError, match='cannot tell the image size'):
         save_bundle(tmp_path / 'd', create_model('test_resnet'), ThresholdPolicy(), 'x')
     assert not [p for p in tmp_path.iterdir()]
@@ -155,14 +164,16 @@ def test_each_decision_field_edited_is_refused_and_named(full_parts, kind, tmp_p
     path, *_ = _bundle(full_parts, kind, tmp_path / 'b')
     spec = json.loads((path / 'bundle.json').read_text())
     fields = [k[len('decision.'):] for k in spec['digests'] if k.startswith('decision.')]
-    assert {'policy.review', 'calibration.temperature', 'preprocess.mean', 'preprocess.input_size', 'lineage.artifacts.0.weights_sha256',
-            'models.0.arch'} <= set(fields)
-    if kind == 'guaranteed': assert {'certificate.alpha', 'certificate.n_pits', 'certificate.calibration_manifest_hash'} <= set(fields)
+    assert {'policy.review', 'calibration.temperature', 'preprocess.mean', 'preprocess.input_size',
+            'lineage.artifacts.0.weights_sha256', 'models.0.arch'} <= set(fields)
+    if kind == 'guaranteed':
+        assert {'certificate.alpha', 'certificate.n_pits', 'certificate.calibration_manifest_hash'} <= set(fields)
     for f in fields:
         bad = json.loads(json.dumps(spec)); _set(bad['decision'], f, _edit)
         (path / 'bundle.json').write_text(json.dumps(bad))
         with pytest.raises(BundleError) as e: load_bundle(path)
-        assert f in e.value.fields and f in str(e.value), (f, str(e.value))   # 'changed' (or, for an empty dict, 'removed')
+        # 'changed' (or, for an empty dict, 'removed')
+        assert f in e.value.fields and f in str(e.value), (f, str(e.value))
     (path / 'bundle.json').write_text(json.dumps(spec))
     assert load_bundle(path).digest == spec['digest']
 
@@ -185,13 +196,15 @@ def test_tensor_and_digest_edits_are_refused(full_parts, tmp_path):
     (path / 'bundle.json').write_text(json.dumps(bad))
     with pytest.raises(BundleError, match='digest or the digest map was edited'): load_bundle(path)
     restore()
-    bad = json.loads(json.dumps(spec)); bad['info']['run'] = 'another'; (path / 'bundle.json').write_text(json.dumps(bad))
+    bad = json.loads(json.dumps(spec)); bad['info']['run'] = 'another'
+    (path / 'bundle.json').write_text(json.dumps(bad))
     with pytest.raises(BundleError, match='info field run changed'): load_bundle(path)
     restore()
     with pytest.raises(BundleError, match='is not the expected'): load_bundle(path, expect_digest='0' * 64)
     # the same tensors written by plain safetensors (another header, metadata, layout) load with the same digest
     sd = safetensors.torch.load_file(str(path / 'model.safetensors'))
-    safetensors.torch.save_file(dict(reversed(list(sd.items()))), str(path / 'model.safetensors'), metadata={'z': '1', 'a': '2'})
+    safetensors.torch.save_file(dict(reversed(list(sd.items()))), str(path / 'model.safetensors'),
+                                metadata={'z': '1', 'a': '2'})
     assert load_bundle(path).digest == spec['digest']
 
 
@@ -206,8 +219,9 @@ def test_two_identical_trainings_give_the_same_digest(sim, tmp_path):
                        train=dict(epochs=1, lr=1e-3, batch_size=16, seed=3, device='cpu'))
         art = run_job(job, rd, progress=False); hashes.append(artifact_hash(art))
         pv = _probs(art, val); ts = TemperatureScaler.fit(pv.logits, pv.labels)
-        b = save_bundle(rd / 'bundles' / 'enhanced', art, ThresholdPolicy(), 'enhanced 2-class', temperature=ts, run=run,
-                        calibration=dict(p_pit=ts.probs(pv.logits)[:, 1], y_pit=pv.labels, manifest_hash=manifest_hash(val)))
+        b = save_bundle(rd / 'bundles' / 'enhanced', art, ThresholdPolicy(), 'enhanced 2-class', temperature=ts,
+                        run=run, calibration=dict(p_pit=ts.probs(pv.logits)[:, 1], y_pit=pv.labels,
+                                                  manifest_hash=manifest_hash(val)))
         digests.append(load_bundle(b).digest)
     assert hashes[0] == hashes[1], 'bit-identical trainings must write identical weights files'
     assert digests[0] == digests[1]
@@ -237,8 +251,8 @@ def _listing(root):
 
 @pytest.fixture(scope='module')
 def enhanced(parts, tmp_path_factory):
-    return load_bundle(save_bundle(tmp_path_factory.mktemp('b') / 'enhanced', parts['binary'], ThresholdPolicy(0.3, 0.6),
-                                   'enhanced 2-class', temperature=parts['ts']))
+    return load_bundle(save_bundle(tmp_path_factory.mktemp('b') / 'enhanced', parts['binary'],
+                                   ThresholdPolicy(0.3, 0.6), 'enhanced 2-class', temperature=parts['ts']))
 
 
 def test_unlabelled_flat_and_nested_folders(enhanced, sim, tmp_path):
@@ -247,7 +261,8 @@ def test_unlabelled_flat_and_nested_folders(enhanced, sim, tmp_path):
     flat.mkdir()
     for i, p in enumerate(test.path[:20]):
         shutil.copy(p, flat / f'img{i:02d}.png')
-        d = nested / f'lane{i % 2}' / f'cherry{i // 4}'; d.mkdir(parents=True, exist_ok=True); shutil.copy(p, d / f'view{i}.png')
+        d = nested / f'lane{i % 2}' / f'cherry{i // 4}'; d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, d / f'view{i}.png')
     before = _listing(flat), _listing(nested)
     r1 = predict_folder(enhanced, flat, tmp_path / 'o1', progress=False, verbose=False)
     r2 = predict_folder(enhanced, nested, tmp_path / 'o2', group_col='folder', group_rule='most-severe',
@@ -265,7 +280,8 @@ def test_unlabelled_flat_and_nested_folders(enhanced, sim, tmp_path):
     g = pd.read_csv(tmp_path / 'o2' / 'groups.csv')
     worst = r2.predictions.groupby('folder')['tier'].agg(lambda t: max(t, key=['accept', 'review', 'reject'].index))
     assert (g.set_index('folder')['tier'] == worst).all()
-    with pytest.raises(ValueError, match='the source is only read'): predict_folder(enhanced, nested, nested / 'out', progress=False)
+    with pytest.raises(ValueError, match='the source is only read'):
+        predict_folder(enhanced, nested, nested / 'out', progress=False)
 
 
 def test_bad_files_are_listed_and_skipped(enhanced, sim, tmp_path):
@@ -290,11 +306,14 @@ def test_labelled_folder_and_grouped_manifest(enhanced, sim, tmp_path, capsys):
     assert 'pit-miss rate' in printed and '%' in printed
     p = res.predictions; y = p.y_pit.to_numpy()
     pits = y == 1
-    assert res.metrics.n == len(p) and res.metrics.pit_miss.k == int(((p.tier == 'accept') & pits).sum()) and res.metrics.pit_miss.n == pits.sum()
+    assert res.metrics.n == len(p)
+    assert res.metrics.pit_miss.k == int(((p.tier == 'accept') & pits).sum())
+    assert res.metrics.pit_miss.n == pits.sum()
     # a manifest CSV with a group column: two views per cherry, the 'majority' rule
     m = test.iloc[:40][['path', 'label']].assign(cherry=[f'c{i // 2}' for i in range(40)])
     m.to_csv(tmp_path / 'm.csv', index=False)
-    r = predict_folder(enhanced, tmp_path / 'm.csv', tmp_path / 'o2', group_col='cherry', group_rule='majority', progress=False, verbose=False)
+    r = predict_folder(enhanced, tmp_path / 'm.csv', tmp_path / 'o2', group_col='cherry', group_rule='majority',
+                       progress=False, verbose=False)
     assert len(r.groups) == 20 and (r.groups.rule == 'majority').all() and r.group_metrics.n == 20
     assert read_inputs(tmp_path / 'm.csv', progress=False).attrs['labelled']
     with pytest.raises(ValueError, match="group column 'nope'"):
@@ -329,15 +348,18 @@ def test_cli_predict_and_export_from_a_run_folder(full_parts, sim, tmp_path):
     for kind in ('guaranteed', 'thresholds'): _bundle(full_parts, kind, run / 'bundles' / kind)
     (run / 'bundles' / 'default').write_text(json.dumps({'name': 'guaranteed'}))
     assert resolve_bundle(run) == run / 'bundles' / 'guaranteed'
-    r = subprocess.run([EXE, 'predict', str(run), str(sim[0]), '--out', str(tmp_path / 'p')], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([EXE, 'predict', str(run), str(sim[0]), '--out', str(tmp_path / 'p')],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'pit-miss rate' in r.stdout and (tmp_path / 'p' / 'predictions.csv').is_file()
     r = subprocess.run([EXE, 'export', str(run), '--onnx', str(tmp_path / 'm.onnx'), '--check', str(sim[0])],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and 'tiers agree 256/256' in r.stdout, r.stdout + r.stderr[-3000:]
-    spec = json.loads((run / 'bundles' / 'guaranteed' / 'bundle.json').read_text()); spec['decision']['policy']['reject'] = 0.99
+    spec = json.loads((run / 'bundles' / 'guaranteed' / 'bundle.json').read_text())
+    spec['decision']['policy']['reject'] = 0.99
     (run / 'bundles' / 'guaranteed' / 'bundle.json').write_text(json.dumps(spec))
-    r = subprocess.run([EXE, 'predict', str(run), str(sim[0]), '--out', str(tmp_path / 'p2')], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([EXE, 'predict', str(run), str(sim[0]), '--out', str(tmp_path / 'p2')],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and 'policy.reject changed' in r.stderr and not (tmp_path / 'p2').exists()
 
 
