@@ -278,7 +278,7 @@ def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     else: df = read_image_folder(src, progress=progress, **kw)
     if (df['split'] == '').all():                                   # views of one cherry stay in one split
         df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
-    if cfg.view_sampling == 'one' and 'cherry_id' not in df.columns:
+    if cfg.view_sampling == 'one' and cherry_ids(df) is None:
         raise ParamError(f"parameter view_sampling = 'one' needs several views per cherry (a cherry_id column, "
                          f"<cherry>_v<k> file names or -p views N); {src} has none")
     return df, src
