@@ -275,11 +275,12 @@ def calibration_flags(ts: dict, prior: float, bounds=(0.01, 100.0), margin: floa
     return out
 
 def fit_verdicts(run) -> dict:
-    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by artifact name."
-    arts = RunFolder(run).artifacts
-    metas = {p.stem: read_json(p) for p in sorted(arts.glob('*.json'))} if arts.is_dir() else {}
-    return {k: m['metrics']['fit_verdict'] for k, m in metas.items()
-            if isinstance(m, dict) and 'fit_verdict' in (m.get('metrics') or {})}
+    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by job: 'stage1', 'seed0/binary', ..."
+    root, out = RunFolder(run).root, {}
+    for p in sorted(root.glob('**/artifacts/*.json')):
+        m = read_json(p); v = (m.get('metrics') or {}).get('fit_verdict') if isinstance(m, dict) else None
+        if v is not None: out[str((p.parent.parent / p.stem).relative_to(root))] = v
+    return out
 
 def fit_flags(verdicts: dict) -> list:
     "A 'not learning' flag for every job whose model learned nothing (its numbers are not results)."
