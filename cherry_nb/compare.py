@@ -545,13 +545,14 @@ def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True
     res, preds = _results(cfg), []
     with cfg.ray(): _run_seeds(df, cfg, run, res, preds, progress)
     write_predictions(run, pd.concat(preds, ignore_index=True))
-    summary, flags = summarize(res['rows']), fit_flags(fit_verdicts(run))
-    best, why = recommend(summary, cfg.safety_target, flags)
-    res.update(summary=summary, recommended=best, recommendation=why, flags=flags)
+    summary, res['flags'] = summarize(res['rows']), fit_flags(fit_verdicts(run))
+    atomic_write_json(run / 'results.json', jsonable(res))          # with the fit flags the report shows first
+    best, why = recommend(summary, cfg.safety_target, res['flags'])
+    res.update(summary=summary, recommended=best, recommendation=why)
     atomic_write(run / 'comparison.csv', summary_table(summary, asdict(cfg)).to_csv(index=False))
     default = set_compare_default(run, summary, best)
     write_metrics(run, dict(recommended=best, recommendation=why, config=asdict(cfg), default_bundle=default,
-                            summary=summary.to_dict(orient='records'), flags=flags))
+                            summary=summary.to_dict(orient='records'), flags=res['flags']))
     return res
 
 def read_results(run) -> dict:

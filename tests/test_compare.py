@@ -37,6 +37,8 @@ def test_compare_workflow(tmp_path):
     rep = (run / 'report.md').read_text()
     assert '## Recommendation' in rep and 'Review rate vs pit-miss rate' in (run / 'report.html').read_text()
     metrics = json.loads((run / 'metrics.json').read_text()); assert 'recommendation' in metrics
+    assert res['flags'] == metrics['flags']                  # fit-check flags reach the record the report reads
+    if res['flags']: assert 'not learning' in rep and metrics['recommended'] is None
     from cherry_nb.explorer import ExplorerState                         # the explorer opens a comparison run
     st = ExplorerState(run, model='ensemble | seed 1')
     assert st.metrics().pit_miss.n == res['rows'][0]['pit_miss']['n']
