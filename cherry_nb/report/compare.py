@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from ..core import *
 from ..runs import RunFolder
 from ..compare import METHODS, read_results, recommend, summary_table, compare_figure
-from .core import Report, md_table, artifacts_table
+from .core import Report, md_table, flags_md, artifacts_table
 
 # %% auto #0
 __all__ = ['methods_md', 'mining_and_forgetting', 'compare_report']
@@ -48,8 +48,7 @@ def compare_report(run, figures: bool = True) -> Report:
                  {'Seeds': cfg['seeds'], 'Model': f"{cfg['arch']} at {cfg['image_size']} px, {cfg['epochs']} epochs",
                   'Safety target': f"pit-miss rate <= {cfg['safety_target']:.1%} (upper 95% bound)",
                   'Recommendation': best or 'none meets the target'})
-    rep.add('Recommendation', ''.join(f"> **Warning ({f['kind']}):** {f['message']}.\n>\n"
-                                      for f in res.get('flags') or []) + why)
+    rep.add('Recommendation', flags_md(res.get('flags')) + why)
     unit = next((r.get('unit') for r in res['rows'] if r.get('unit')), 'image')
     units = unit.replace('cherry', 'cherries', 1) if unit.startswith('cherry') else unit + 's'
     rep.add('Results (test split, against truth)', f"Every rate counts **{units}**.\n\n" +

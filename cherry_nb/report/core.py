@@ -13,8 +13,8 @@ import numpy as np, pandas as pd
 from ..core import *
 
 # %% auto #0
-__all__ = ['Gate', 'recommendation', 'md_table', 'Section', 'Report', 'class_rates', 'confusion_figure', 'reliability_figure',
-           'artifacts_table', 'training_figures']
+__all__ = ['Gate', 'recommendation', 'md_table', 'flags_md', 'Section', 'Report', 'class_rates', 'confusion_figure',
+           'reliability_figure', 'artifacts_table', 'training_figures']
 
 # %% ../../nbs/12_report.ipynb #af26c224
 @dataclass
@@ -60,6 +60,10 @@ def md_table(df: pd.DataFrame, floatfmt: str = '.2f', index: bool = False) -> st
     sep = '|' + '|'.join('---' for _ in d.columns) + '|'
     rows = ['| ' + ' | '.join(_fmt(v, floatfmt) for v in r) + ' |' for r in d.itertuples(index=False)]
     return '\n'.join([head, sep, *rows])
+
+def flags_md(flags) -> str:
+    "Warnings (`kind`, `message` dicts, e.g. a run's flags) as Markdown block quotes, for the top of a section."
+    return ''.join(f"> **Warning ({f['kind']}):** {f['message']}.\n>\n" for f in flags or [])
 
 # %% ../../nbs/12_report.ipynb #3ea40935
 _CSS = ('body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}'

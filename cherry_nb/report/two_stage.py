@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from ..core import *
 from ..runs import RunFolder, read_metrics, read_predictions
 from ..models import read_artifact_meta
-from .core import (Report, Gate, recommendation, md_table, class_rates, confusion_figure,
+from .core import (Report, Gate, recommendation, md_table, flags_md, class_rates, confusion_figure,
                                    reliability_figure, artifacts_table, training_figures)
 
 # %% auto #0
@@ -41,9 +41,6 @@ def two_stage_gates(m: dict, pit_recall_target: float, max_pit_miss: float) -> l
             Gate(f"pit-miss rate of the production tiers ({c['prod_review']}/{c['prod_reject']})",
                  m['production_tiers_test']['pit_miss'], max_pit_miss, higher_is_better=False)]
 
-def _flags_md(flags) -> str:
-    return ''.join(f"> **Warning ({f['kind']}):** {f['message']}.\n>\n" for f in flags)
-
 def executive_summary(m: dict) -> str:
     "The executive summary: flags first, then the seed's headline (unless a flag voids it) and the truth."
     s2, prod, acc = m['stage2_test_binary'], m['production_tiers_test'], m['stage2_val_mined_accuracy']
@@ -52,7 +49,7 @@ def executive_summary(m: dict) -> str:
             + ' and '.join(sorted(void)) + " (see the warnings above). " if void else
             f"Stage 2 reaches **{100 * acc.rate:.2f}% accuracy** on the 3-class mined validation set ({acc}), "
             "the seed report's measure. ")
-    out = _flags_md(m.get('flags', [])) + head + (
+    out = flags_md(m.get('flags', [])) + head + (
         f"Against the truth on {m['n']['test']} held-out test cherries, stage 2 (collapsed to binary) has pit recall "
         f"{s2['pit_recall']}; production's tiers miss {prod['pit_miss']} of pits and send {prod['review']} of "
         f"cherries to review.\n\nStage 2 on the mined validation labels (the seed's table):\n\n"
