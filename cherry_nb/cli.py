@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from .core import *
+from .line_commands import line_parsers, LINE_COMMANDS
 from .runs import (RunFolder, ParamError, check_params, config_from, workflow_config, write_params,
                             read_params, start_attempt, end_attempt)
 
@@ -222,7 +223,7 @@ def _deploy_parsers(sub):
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='cherry-nb', description='cherry_nb workflows from the command line')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    _run_parser(sub); _deploy_parsers(sub)
+    _run_parser(sub); _deploy_parsers(sub); line_parsers(sub)
     sub.add_parser('list', help='list workflows and their parameters')
     s = sub.add_parser('synth', help='render simulator data into a folder')
     s.add_argument('out'); s.add_argument('--preset', default='quick'); s.add_argument('--seed', type=int, default=0)
@@ -258,12 +259,9 @@ def _cmd_other(a) -> int:
     if a.cmd == 'mlflow':
         from cherry_nb.tracking import mlflow_command
         return mlflow_command(a.run_dir, a.uri, a.experiment)
-    if a.cmd in ('predict', 'export'):
-        from cherry_nb import deploy
-        return deploy.predict_command(a) if a.cmd == 'predict' else deploy.export_command(a)
-    if a.cmd == 'watch':
-        from cherry_nb.watch import watch_command
-        return watch_command(a)
+    if a.cmd in LINE_COMMANDS:
+        from cherry_nb.line_commands import run_line
+        return run_line(a)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 

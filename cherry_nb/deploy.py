@@ -34,9 +34,9 @@ __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION'
            'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
            'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
            'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
-           'load_bundle', 'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions',
-           'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx',
-           'export_onnx', 'predict_command', 'cherry_stream', 'export_command']
+           'load_bundle', 'check_pinned', 'read_signature', 'check_signed', 'sign_bundle', 'resolve_bundle',
+           'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions', 'metrics_text', 'report_text',
+           'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx', 'export_onnx']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -333,9 +333,9 @@ def save_bundle(out_dir,                    # the bundle folder to create (<out_
 # %% ../nbs/16_deploy.ipynb #92886417
 class BundleError(ValueError):
     "A bundle that fails verification; `.fields` names every field or tensor that changed."
-    def __init__(self, path, fields, problems):
+    def __init__(self, path, fields, problems, why: str = 'its contents do not match its digests'):
         self.path, self.fields = Path(path), list(fields)
-        super().__init__(f"{path}: bundle refused, its contents do not match its digests: " + '; '.join(problems))
+        super().__init__(f"{path}: bundle refused, {why}: " + '; '.join(problems))
 
 def _field(key: str) -> str:
     "A digest-map key for people: 'policy.review', 'tensor head.fc.weight in model.safetensors', 'info field run'."
@@ -352,6 +352,12 @@ def _files(decision: dict) -> list[str]:
     bad = [f for f in files if not isinstance(f, str) or Path(f).name != f or not f.endswith('.safetensors')]
     if bad or not files: raise ValueError(f"bundle names bad or no tensor files: {files}")
     return files
+
+def _unlisted(path: Path, files: list) -> list[str]:
+    "Names in the bundle folder that the bundle does not list (bundle.json, its tensor files, signature.json)."
+    from cherry_nb.signing import SIGNATURE_FILE
+    known = {'bundle.json', SIGNATURE_FILE, *files}
+    return sorted(p.name + ('/' if p.is_dir() else '') for p in path.iterdir() if p.name not in known)
 
 def _read_tensors(path: Path, f: str) -> dict:
     try: return safetensors.torch.load_file(str(path / f), device='cpu')
@@ -376,6 +382,10 @@ def verify_bundle(path) -> tuple[dict, dict]:
     have = {**leaf_digests(spec['decision'], 'decision'), **leaf_digests(spec.get('info') or {}, 'info')}
     keys, msgs = _compare({k: v for k, v in want.items() if not k.startswith('tensors.')}, have)   # the JSON first
     if keys: raise BundleError(path, [_field(k) for k in keys], msgs)
+    extra = _unlisted(path, _files(spec['decision']))
+    if extra: raise BundleError(path, extra, [f"{f} is not part of the bundle" for f in extra],
+                                why="it holds files the bundle does not list (only bundle.json, its tensor files and "
+                                    "signature.json belong in a bundle folder)")
     tensors = {f: _read_tensors(path, f) for f in _files(spec['decision'])}
     for f, t in tensors.items(): have.update(tensors_digests(t, f))
     keys, msgs = _compare(want, have)
@@ -513,14 +523,14 @@ def predict(self: Bundle,
     return Scores(torch.cat(P).numpy(), np.asarray(TIERS)[torch.cat(T).numpy()])
 
 def load_bundle(path,                          # a bundle folder (see `resolve_bundle` for run folders)
-                expect_digest: str | None = None, # refuse a bundle whose digest is not this one
+                expect_digest: str | None = None, # refuse a bundle whose digest is not this one (or a prefix of it)
                 device: str = 'cpu',           # where the models go
+                public_key=None,               # a PEM public key file: refuse a bundle not signed by it (default:
+                                               # the file $CHERRY_NB_PUBLIC_KEY names; neither: no signature needed)
                ) -> Bundle:
-    "A verified `Bundle`: refuses edited JSON, weights or calibration scores, naming what changed."
+    "A verified `Bundle`: refuses an edit (naming it), a digest not pinned, a signature missing when a key is set."
     path = Path(path); spec, tensors = verify_bundle(path)
-    if expect_digest is not None and spec['digest'] != expect_digest:
-        raise BundleError(path, ['digest'], [f"digest {spec['digest'][:16]}... is not the expected "
-                                             f"{expect_digest[:16]}..."])
+    check_pinned(path, spec['digest'], expect_digest); check_signed(path, spec['digest'], public_key)
     d, models = spec['decision'], []
     for m in d['models']:
         model = build_model(m['arch'], len(m['classes']), **(m.get('model_kwargs') or {}))
@@ -530,6 +540,41 @@ def load_bundle(path,                          # a bundle folder (see `resolve_b
         models.append(model.to(get_device(device)).eval())
     cal = tensors.get(d['calibration_scores']['file']) if d.get('calibration_scores') else None
     return Bundle(path, spec, models, cal)
+
+# %% ../nbs/16_deploy.ipynb #228fddfe
+def check_pinned(path, digest: str, expect: str | None):
+    "Refuse a bundle whose digest is not the pinned one (`expect`: the digest or a prefix of >= 12 hex digits)."
+    if expect is None: return
+    e = str(expect).strip().lower()
+    if not re.fullmatch(r'[0-9a-f]{12,64}', e):
+        raise ValueError(f"expect_digest must be a bundle digest (12 to 64 hex digits); got {expect!r}")
+    if not digest.startswith(e):
+        raise BundleError(path, ['digest'], [f"digest {digest[:16]}... is not the pinned {e[:16]}..."],
+                          why="it is not the pinned bundle")
+
+def read_signature(path) -> dict | None:
+    "The bundle's signature.json (None: unsigned)."
+    from cherry_nb.signing import SIGNATURE_FILE
+    f = Path(path) / SIGNATURE_FILE
+    return read_json(f) if f.is_file() else None
+
+def check_signed(path, digest: str, public_key=None) -> str | None:
+    "The signer's key id when a public key is configured and signed this digest; None when none is configured."
+    from cherry_nb.signing import configured_public_key, verify_signature, SignatureError
+    key = configured_public_key(public_key)
+    if key is None: return None
+    try: return verify_signature(read_signature(path), digest, key, where=str(path))
+    except SignatureError as e:
+        raise BundleError(path, ['signature'], [str(e).removeprefix(f"{path}: ")],
+                          why="it is not signed by the configured key") from None
+
+def sign_bundle(path,              # a bundle folder (verified first)
+                private_key,       # an Ed25519 private key file (PEM; `signing.generate_keypair` makes one)
+               ) -> Path:
+    "Sign a verified bundle's digest: writes `signature.json` into the bundle folder (atomically); returns it."
+    from cherry_nb.signing import SIGNATURE_FILE, sign_digest
+    path = Path(path); spec, _ = verify_bundle(path)
+    return atomic_write_json(path / SIGNATURE_FILE, sign_digest(spec['digest'], private_key))
 
 # %% ../nbs/16_deploy.ipynb #bdc02eaa
 def resolve_bundle(path) -> Path:
@@ -985,46 +1030,6 @@ def export_onnx(bundle,                  # a Bundle, bundle folder or run folder
         v = validate_onnx(b, out_path, check_images)
         if not v['ok']: raise ValueError(f"{out_path}: the ONNX graph disagrees with the torch bundle: {v}")
     return out_path
-
-# %% ../nbs/16_deploy.ipynb #90da2e94
-def predict_command(a) -> int:
-    "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C | --group-pattern RE] [--group-rule R] [--watch]`."
-    out = Path(a.out) if a.out else Path.cwd() / f"predictions-{Path(a.input).expanduser().resolve().stem}"
-    tc = getattr(a, 'time_col', None); b = load_bundle(resolve_bundle(a.bundle))
-    res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,
-                         group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else ())
-    if not getattr(a, 'watch', False): return 0
-    from cherry_nb.watch import watch_predictions, watch_summary
-    stream = res.predictions if b.unit == 'image' else cherry_stream(res, tc)
-    w, path, _ = watch_predictions(stream, b, out, a.level, tc); print(watch_summary(w, path))
-    return 3 if w.alarm else 0
-
-def cherry_stream(res: FolderPredictions,   # `predict_folder`'s result with a per-cherry bundle
-                  time_col: str | None,     # arrival time column (None: file order)
-                 ) -> pd.DataFrame:
-    "Scored cherries in arrival order (their first view's time, else file order): relpath its id, p_pit its score."
-    col, pr = res.summary['group_col'], res.predictions
-    g = res.groups[res.groups['n_scored'] > 0]
-    first = (pr[time_col] if time_col else pd.Series(np.arange(len(pr)))).groupby(pr[col].to_numpy(dtype=object)).min()
-    out = pd.DataFrame({'relpath': g[col].astype(str).to_numpy(), 'p_pit': g['score'].to_numpy(),
-                        time_col or 'order': first.reindex(g[col]).to_numpy()})
-    return out.sort_values(time_col or 'order', kind='stable').reset_index(drop=True)
-
-def export_command(a) -> int:
-    "`cherry-nb export BUNDLE|RUN --onnx OUT.onnx [--check INPUT]`: export and validate with onnxruntime."
-    b = load_bundle(resolve_bundle(a.bundle))
-    imgs = None
-    if getattr(a, 'check', None):
-        df = read_inputs(a.check, labels=False, progress=False); imgs = list(df['path'][:256])
-    path = export_onnx(b, a.onnx, check_images=imgs)
-    v = validate_onnx(b, path, imgs)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {b.method!r} bundle {b.digest[:12]}, input uint8 "
-          f"[batch, 3, {b.input_size[0]}, {b.input_size[1]}]; onnxruntime vs torch on {v['n']} "
-          f"{'images' if imgs else 'random images'}: max |dp| {v['max_abs_diff']:.2e}, "
-          f"tiers agree {v['tiers_agree']}/{v['n']}" + (
-              f"; per view: the cherry decision ({b.policy.rule} of its views) is in the metadata, "
-              "cherry_nb.cherry_decision" if b.unit == 'cherry' else ''))
-    return 0
 
 # %% ../nbs/16_deploy.ipynb #56a35c68
 @patch

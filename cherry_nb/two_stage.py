@@ -340,26 +340,27 @@ def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: d
     kw = dict(lineage={k: lin[k] for k in ('stage1_hash', 'stage2_hash', 'mining_manifest_hash',
                                           'source_manifest_hash')}, run=run.name, overwrite=True)
     cal = dict(p_pit=p1v, y_pit=yv, manifest_hash=manifest_hash(dv), split='val')
+    cal2 = dict(cal, p_pit=qv['stage2'].probs[:, 1])     # stage 2's own p(pit) on val: its bundles' watch reference
     out = [('production', run.artifact('deployed'), ProductionPolicy(cfg.prod_review, cfg.prod_reject),
-            'two-stage (seed)', {}),
-           ('stage2-argmax', run.artifact('stage2'), ArgmaxPolicy(), 'stage 2 argmax', {}),
+            'two-stage (seed)', dict(calibration=cal2)),
+           ('stage2-argmax', run.artifact('stage2'), ArgmaxPolicy(), 'stage 2 argmax', dict(calibration=cal2)),
            ('enhanced', run.artifact('stage1'), enhanced_two_class(cfg.review, cfg.reject), 'enhanced 2-class',
             dict(temperature=ts, calibration=cal))]
     g, _ = guaranteed_on(p1v, yv, cfg, cherry_ids(dv))
     if g is not None: out.append(('guaranteed', run.artifact('stage1'), g, 'guaranteed 2-class',
                                   dict(temperature=ts, calibration=cal)))
-    if cherry_ids(dv) is not None: out += cherry_bundles(run, cfg, ts, p1v, yv, cherry_ids(dv), cal)
+    if cherry_ids(dv) is not None: out += cherry_bundles(run, cfg, ts, p1v, yv, cherry_ids(dv), cal, cal2)
     for name, model, policy, method, extra in out: save_bundle(run.bundle(name), model, policy, method, **extra, **kw)
     grouped = cherry_ids(dv) is not None
     set_default_bundle(run, 'cherry-production' if grouped else 'production', "what the seed deploys: stage 2 with "
                        "production's mapping" + (f", per cherry ({cfg.rule} of its views)" if grouped else ''))
     return [o[0] for o in out]
 
-def cherry_bundles(run: RunFolder, cfg: TwoStageConfig, ts, p1v, yv, gv, cal: dict) -> list:
+def cherry_bundles(run: RunFolder, cfg: TwoStageConfig, ts, p1v, yv, gv, cal: dict, cal2: dict) -> list:
     "With several views per cherry: production, enhanced and (when it can be certified) guaranteed, per cherry."
     calg, each = dict(cal, groups=gv), f"per cherry ({cfg.rule} of its views)"
     out = [('cherry-production', run.artifact('deployed'), CherryPolicy(cfg.rule, cfg.prod_review, cfg.prod_reject),
-            f'two-stage (seed), {each}', dict(unit='cherry')),
+            f'two-stage (seed), {each}', dict(unit='cherry', calibration=dict(cal2, groups=gv))),
            ('cherry-enhanced', run.artifact('stage1'), CherryPolicy(cfg.rule, cfg.review, cfg.reject),
             f'enhanced 2-class, {each}', dict(temperature=ts, calibration=calg, unit='cherry'))]
     try: cg = cherry_guaranteed_tiers(p1v, yv, gv, cfg.rule, cfg.alpha, cfg.delta, cfg.beta)

@@ -16,10 +16,12 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['Reference', 'rank_groups', 'polya_steps', 'reference_band', 'conditional_steps', 'polya_pvalues', 'jumper', 'Watch',
-           'watch_alarms', 'ks_alarms', 'shewhart_alarms', 'cusum_limit', 'cusum_alarms', 'pit_rate_upper',
-           'pit_rate_lower', 'to_pit_miss', 'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan', 'watch_scores',
-           'write_watch', 'bundle_reference', 'watch_predictions', 'watch_summary', 'watch_folder', 'watch_command']
+__all__ = ['CS_BETS', 'ORDERS', 'Reference', 'rank_groups', 'polya_steps', 'reference_band', 'conditional_steps', 'polya_pvalues',
+           'jumper', 'Watch', 'watch_alarms', 'ks_alarms', 'shewhart_alarms', 'cusum_limit', 'cusum_alarms',
+           'pit_rate_upper', 'pit_rate_lower', 'to_pit_miss', 'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan',
+           'pit_rate_cs', 'audit_sequence', 'sequential_audit_n', 'watch_scores', 'write_watch', 'bundle_reference',
+           'watch_predictions', 'watch_summary', 'cherry_stream', 'arrival_order_problem', 'check_arrival_order',
+           'watch_folder']
 
 # %% ../nbs/17_watch.ipynb #w0000008
 def _finite_1d(x, what: str) -> np.ndarray:
@@ -405,6 +407,76 @@ def audit_plan(alpha: float,                 # certified pit-miss rate
     return AuditPlan(n, int(_confirm_max(n, theta, conf)), int(stats.binom.ppf(conf, n, theta)) + 1, theta, r,
                      float(pw(n)), alpha, conf, accept_share, prevalence)
 
+# %% ../nbs/17_watch.ipynb #53fb1a60
+CS_BETS = tuple(np.geomspace(1e-3, 0.95, 12).round(6))   # the mixture's bet fractions (of the largest safe bet)
+
+def _log_wealth(n, k, m, side: str) -> np.ndarray:
+    "log of the mixture bettor's wealth after k pits in n cherries, against 'rate >= m' (upper) or '<= m' (lower)."
+    c = np.asarray(CS_BETS)[:, None]; n, k, m = (np.asarray(v, np.float64)[None] for v in (n, k, m))
+    if side == 'upper': parts = (n - k) * np.log1p(c * m / (1 - m)) + k * np.log1p(-c)
+    else: parts = k * np.log1p(c * (1 - m) / m) + (n - k) * np.log1p(-c)
+    return logsumexp(parts, axis=0) - math.log(len(CS_BETS))
+
+def _cs_side(n, k, need: float, side: str) -> np.ndarray:
+    "The bound of one side by bisection on log m in [1e-12, 1 - 1e-12] (the wealth is monotone in m)."
+    lo, hi = np.full(len(n), math.log(1e-12)), np.full(len(n), math.log1p(-1e-12))
+    rejected = lambda u: _log_wealth(n, k, np.exp(u), side) >= need
+    edge = rejected(hi if side == 'upper' else lo)               # is any m rejected at all?
+    for _ in range(36):
+        u = (lo + hi) / 2; hit = rejected(u)
+        if side == 'upper': hi, lo = np.where(hit, u, hi), np.where(hit, lo, u)
+        else: lo, hi = np.where(hit, u, lo), np.where(hit, hi, u)
+    if side == 'upper': return np.where(edge, np.exp(hi), 1.0)
+    return np.where(edge, np.exp(lo), 0.0)
+
+def pit_rate_cs(x,                 # 0/1 per audited accepted cherry, in the order they were cut open
+                conf: float = 0.95, # confidence, holding at every n at once
+               ) -> pd.DataFrame:
+    "Running time-uniform (lower, upper) bounds on the pit rate after each audited cherry (a betting CS)."
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or not np.isin(x, (0, 1)).all(): raise ValueError("audit outcomes must be 0 (clean) or 1 (pit)")
+    if not 0 < conf < 1: raise ValueError(f"conf must lie strictly between 0 and 1; got {conf}")
+    n, k, need = np.arange(1, len(x) + 1), np.cumsum(x), math.log(1 / (1 - conf))
+    up, lo = _cs_side(n, k, need, 'upper'), _cs_side(n, k, need, 'lower')
+    return pd.DataFrame(dict(n=n, pits=k.astype(int), lower=np.maximum.accumulate(lo) if len(x) else lo,
+                             upper=np.minimum.accumulate(up) if len(x) else up))
+
+# %% ../nbs/17_watch.ipynb #17d0521e
+def audit_sequence(x,                      # 0/1 per audited accepted cherry, in order (1: a pit)
+                   alpha: float,           # the certified pit-miss rate
+                   accept_share: float,    # share of the line's cherries accepted
+                   prevalence: float,      # share of cherries holding a pit (assumed)
+                   conf: float = 0.95,     # confidence of the time-uniform bounds
+                  ) -> tuple[pd.DataFrame, dict]:
+    "(running bounds per audited cherry, verdict): pit rate among accepted and pit-miss, confirmed / broken points."
+    cs = pit_rate_cs(x, conf)
+    cs['pit_miss_lower'] = to_pit_miss(cs.lower.to_numpy(), accept_share, prevalence)
+    cs['pit_miss_upper'] = to_pit_miss(cs.upper.to_numpy(), accept_share, prevalence)
+    first = lambda m: int(cs.n[m].iloc[0]) if m.any() else None
+    broken, confirmed = first(cs.pit_miss_lower > alpha), first(cs.pit_miss_upper <= alpha)
+    last = cs.iloc[-1] if len(cs) else None
+    verdict = 'broken' if broken else 'confirmed' if last is not None and last.pit_miss_upper <= alpha else 'open'
+    return cs, dict(verdict=verdict, broken_at=broken, confirmed_at=confirmed, n=len(cs),
+                    pits=int(last.pits) if last is not None else 0, alpha=alpha, conf=conf,
+                    accept_share=accept_share, prevalence=prevalence,
+                    pit_miss_upper=float(last.pit_miss_upper) if last is not None else 1.0,
+                    pit_miss_lower=float(last.pit_miss_lower) if last is not None else 0.0)
+
+def sequential_audit_n(alpha: float, accept_share: float, prevalence: float, conf: float = 0.95,
+                       expected_pit_miss: float = 0.0, max_n: int = 10**8) -> int | None:
+    "Accepted cherries to cut open before the running bound confirms alpha, with pits found at the expected rate."
+    theta, r = alpha * prevalence / accept_share, expected_pit_miss * prevalence / accept_share
+    if not 0 <= r < theta: raise ValueError(f"expected_pit_miss must lie in [0, alpha={alpha})")
+    need = math.log(1 / (1 - conf))
+    ok = lambda n: _log_wealth(n, np.floor(r * n), theta, 'upper')[0] >= need
+    lo, hi = 1, 2
+    while not ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > max_n: return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2; lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
 # %% ../nbs/17_watch.ipynb #w0000037
 def watch_scores(scores,                  # pit scores of the incoming cherries (or probabilities [N, C])
                  reference,               # reference scores: the calibration split's pit scores
@@ -476,18 +548,57 @@ def watch_summary(w: Watch, path: pd.DataFrame) -> str:
             f"the calibration split (false-alarm probability <= {w.level:g}); check the line before trusting the tiers")
 
 # %% ../nbs/17_watch.ipynb #0343fbfa
-def watch_folder(bundle, src, out_dir, level: float = 0.01, time_col: str | None = None,
-                 progress: bool = True) -> tuple:
+def cherry_stream(res,                      # `deploy.predict_folder`'s result with a per-cherry bundle
+                  time_col: str | None,     # arrival time column (None: file order)
+                 ) -> pd.DataFrame:
+    "Scored cherries in arrival order (their first view's time, else file order): relpath its id, p_pit its score."
+    col, pr = res.summary['group_col'], res.predictions
+    g = res.groups[res.groups['n_scored'] > 0]
+    first = (pr[time_col] if time_col else pd.Series(np.arange(len(pr)))).groupby(pr[col].to_numpy(dtype=object)).min()
+    out = pd.DataFrame({'relpath': g[col].astype(str).to_numpy(), 'p_pit': g['score'].to_numpy(),
+                        time_col or 'order': first.reindex(g[col]).to_numpy()})
+    return out.sort_values(time_col or 'order', kind='stable').reset_index(drop=True)
+
+ORDERS = ('check', 'files')   # 'check': refuse a labelled input read class by class; 'files': file order is arrival
+
+def arrival_order_problem(labels,            # labels in file order ('' where unknown)
+                          folder: bool = False, # labels read from class folders (a labelled folder)
+                         ) -> str | None:
+    "Why a labelled input's file order is not an arrival order (a labelled folder; labels in long blocks), or None."
+    lab = pd.Series(np.asarray(labels, dtype=object)).astype(str)
+    lab = lab[lab != ''].reset_index(drop=True)
+    if lab.nunique() < 2: return None
+    n, cnt = len(lab), lab.value_counts().to_numpy()
+    runs = int((lab.to_numpy()[1:] != lab.to_numpy()[:-1]).sum()) + 1
+    expected = 1 + (n * n - (cnt ** 2).sum()) / n                # label runs expected in an exchangeable order
+    if not folder and runs * 10 > expected: return None
+    blocks = [f"{len(g)} {g.iloc[0]}" for _, g in lab.groupby((lab != lab.shift()).cumsum())]
+    what = 'a labelled folder is read class by class' if folder else 'the labels come in long blocks'
+    return (f"the input's file order has {runs} runs of labels ({', then '.join(blocks[:6])}"
+            f"{', ...' if len(blocks) > 6 else ''}; {expected:.0f} expected in an arrival order): {what}, which is "
+            "not the order the cherries arrived in, and a watch would alarm on the order alone")
+
+def check_arrival_order(src, time_col: str | None = None, order: str = 'check'):
+    "Refuse, before any scoring, an input without an arrival order: labelled and read class by class."
+    if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}; got {order!r}")
+    if time_col or order == 'files': return
+    from cherry_nb.deploy import read_inputs
+    df = read_inputs(src, check='header', progress=False)
+    why = arrival_order_problem(df['label'], Path(src).is_dir()) if df.attrs.get('labelled') else None
+    if why: raise ValueError(f"{src}: {why}. Give the arrival time (--time-col / time_col=, e.g. the labels' `time`), "
+                             "or say that file order is arrival order (--order files / order='files')")
+
+def watch_folder(bundle,                    # a Bundle, a bundle folder or a run folder (its default bundle)
+                 src, out_dir,              # the incoming images (folder or manifest CSV), where the files go
+                 level: float = 0.01,       # false-alarm probability over an unbounded stream
+                 time_col: str | None = None, # arrival time column of the input (None: file order)
+                 progress: bool = True,
+                 order: str = 'check',      # 'check': refuse a labelled input read class by class; 'files': trust it
+                ) -> tuple:
     "Score folder `src` with `bundle` (`deploy.predict_folder`), then watch the scores: (watch, path, files)."
-    from cherry_nb.deploy import load_bundle, resolve_bundle, predict_folder, cherry_stream
-    b = load_bundle(resolve_bundle(bundle))
+    from cherry_nb.deploy import Bundle, load_bundle, resolve_bundle, predict_folder
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
+    bundle_reference(b); check_arrival_order(src, time_col, order)       # refused before any scoring
     res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False)
     stream = res.predictions if b.unit == 'image' else cherry_stream(res, time_col)   # a cherry bundle: cherries
     return watch_predictions(stream, b, out_dir, level, time_col)
-
-def watch_command(a) -> int:
-    "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C]`: 0 quiet, 3 alarm."
-    out = Path(a.out) if a.out else Path.cwd() / f"watch-{Path(a.input).expanduser().resolve().stem}"
-    w, path, files = watch_folder(a.bundle, a.input, out, a.level, a.time_col)
-    print(watch_summary(w, path)); print(f"watch files: {', '.join(str(f) for f in files.values())}")
-    return 3 if w.alarm else 0
