@@ -61,6 +61,17 @@ def test_workflow_end_to_end(tiny, tmp_path):
     r = subprocess.run([EXE, 'export', str(run), '--onnx', str(tmp_path / 'd.onnx'), '--check', str(new)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0 and 'tiers agree 120/120' in r.stdout, r.stdout + r.stderr[-3000:]
+    # every bundle of the run can be watched; the README's `cherry-nb watch runs/<run> <folder>` works
+    for d in (run / 'bundles').iterdir():
+        if (d / 'bundle.json').is_file(): assert load_bundle(d).calibration_scores is not None, d.name
+    r = subprocess.run([EXE, 'watch', str(run), str(new), '--out', str(tmp_path / 'w0')], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)                   # labelled: read class by class
+    assert r.returncode == 2 and 'read class by class' in r.stderr and not (tmp_path / 'w0').exists()
+    flat = tmp_path / 'flat'; flat.mkdir()
+    for p in pred.path.sample(frac=1, random_state=0): (flat / Path(p).name).write_bytes(Path(p).read_bytes())
+    r = subprocess.run([EXE, 'watch', str(run), str(flat), '--out', str(tmp_path / 'w')], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode in (0, 3) and 'watch:' in r.stdout, r.stderr[-3000:]
     run_miss = m['production_tiers_test']['pit_miss']; y = pred.y_pit.to_numpy()
     new_miss = ((pred.tier == 'accept') & (y == 1)).sum() / max(y.sum(), 1)
     assert run_miss['lo'] - 1e-9 <= new_miss <= run_miss['hi'] + 1e-9, (new_miss, run_miss)
