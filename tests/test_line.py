@@ -27,7 +27,8 @@ def sim(tmp_path_factory):
     "A small labelled simulator folder (read class by class) and a binary test_resnet artifact."
     d = tmp_path_factory.mktemp('line')
     root = render_dataset(d / 'sim', n_train=0, n_val=60, n_test=40, size=SIZE, workers=1, progress=False, seed=4)
-    set_seed(0); art = save_artifact(create_model('test_resnet', CLASSES_2), d / 'binary', dict(input_size=(3, SIZE, SIZE)))
+    set_seed(0)
+    art = save_artifact(create_model('test_resnet', CLASSES_2), d / 'binary', dict(input_size=(3, SIZE, SIZE)))
     return dict(dir=d, root=root, art=art, df=read_image_folder(root, progress=False))
 
 
@@ -103,7 +104,8 @@ def test_labelled_folder_read_class_by_class_is_refused_before_scoring(bundle, s
 
 # ---------------------------------------------------------------- audit
 def _labels(tmp, y, name='audit.csv'):
-    t = pd.DataFrame(dict(relpath=[f'c{i:05d}.png' for i in range(len(y))], cherry_id=[f'c{i:05d}' for i in range(len(y))],
+    ids = [f'c{i:05d}' for i in range(len(y))]
+    t = pd.DataFrame(dict(relpath=[f'{c}.png' for c in ids], cherry_id=ids,
                           label=np.where(np.asarray(y) == 1, 'pit', 'clean'), annotator='ana', time=np.arange(len(y)),
                           blind=True, stratum='accept', weight=1.0))
     t.to_csv(tmp / name, index=False); return tmp / name
@@ -179,7 +181,8 @@ def test_calibrate_end_to_end_per_image_and_per_cherry(bundle, sim, tmp_path, ca
     assert new.certificate['calibration_manifest_hash'] == new.lineage['line_calibration']['manifest_hash']
     rows = read_inputs(line, progress=False)
     z, failed = raw_scores(new, list(rows.path))
-    assert not failed and np.array_equal(p_pit_at(z, new.temperature), new.calibration_scores.p_pit.to_numpy(np.float32))
+    assert not failed
+    assert np.array_equal(p_pit_at(z, new.temperature), new.calibration_scores.p_pit.to_numpy(np.float32))
     flat = tmp_path / 'flat'; flat.mkdir()
     for p in rows.path.sample(frac=1, random_state=0): shutil.copy(p, flat / Path(p).name)
     assert main(['watch', str(tmp_path / 'recal'), str(flat), '--out', str(tmp_path / 'w')]) in (0, 3)
@@ -187,7 +190,8 @@ def test_calibrate_end_to_end_per_image_and_per_cherry(bundle, sim, tmp_path, ca
     vs = render_dataset(tmp_path / 'views', n_train=0, n_val=40, n_test=40, views=3, size=SIZE, workers=1,
                         progress=False, seed=2)
     df = read_image_folder(vs, progress=False); val = df[df.split == 'val'].reset_index(drop=True)
-    ts = TemperatureScaler(0.05); p = _scores(sim['art'], val.path, ts, tmp_path); y = (val.label == 'pit').to_numpy().astype(int)
+    ts = TemperatureScaler(0.05); p = _scores(sim['art'], val.path, ts, tmp_path)
+    y = (val.label == 'pit').to_numpy().astype(int)
     cg = cherry_guaranteed_tiers(p, y, val.cherry_id, 'max', alpha=0.3, delta=0.2, beta=0.5)
     cb = save_bundle(tmp_path / 'cherry', sim['art'], cg, 'guaranteed, max of views', temperature=ts, unit='cherry',
                      calibration=dict(p_pit=p, y_pit=y, groups=val.cherry_id, manifest_hash=manifest_hash(val)))
