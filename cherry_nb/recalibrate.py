@@ -147,9 +147,9 @@ def _check_pits(y, groups, alpha, delta, src):
                   f"needs at least {need} (with none of them accepted): label at least {need - n} more {unit}",)
         raise e
 
-def _certify(b: Bundle, p, y, groups, alpha, delta, beta):
-    "New certified thresholds on the calibrated scores: per image, or per cherry by the parent's rule."
-    if groups is None: return guaranteed_tiers(p, y, alpha, delta, beta)
+def _certify(b: Bundle, p, y, groups, alpha, delta, beta, ids=None):
+    "New certified thresholds: per image (`ids`: each image's cherry, refused if several), or per cherry by the rule."
+    if groups is None: return guaranteed_tiers(p, y, alpha, delta, beta, groups=ids)
     pol = b.policy
     return cherry_guaranteed_tiers(p, y, groups, pol.rule, alpha, delta, beta, pol.k, pol.min_views)
 
@@ -188,17 +188,19 @@ def recalibrate(bundle,                    # a Bundle, bundle folder or run fold
     y, t_old = df['y_pit'].to_numpy(), b.temperature
     t_new = _fit_temperature(z, df['label'], t_old) if temperature else t_old
     p_old, p_new = p_pit_at(z, t_old), p_pit_at(z, t_new)
-    g = _certify(b, p_new, y, g_, alpha, delta, beta)
+    ids = df['cherry_id'].astype(str) if 'cherry_id' in df.columns and (df['cherry_id'].astype(str) != '').all() \
+        else None                                          # views of one cherry are not independent images
+    g = _certify(b, p_new, y, g_, alpha, delta, beta, ids)
     mh = manifest_hash(df.assign(split=df.get('split', 'line')))
     cal = dict(p_pit=p_new, y_pit=y, manifest_hash=mh, split='line', **({} if g_ is None else dict(groups=g_)))
     ts = TemperatureScaler(t_new, n_cal=len(df)) if t_new != 1.0 or b.decision['calibration']['method'] != 'none' \
         else None
-    lin = _lineage(b, t_old, t_new, g, mh, int(pd.Series(y).groupby(g_).max().sum()) if g_ is not None else len(df),
-                   int(y.sum()))
+    yc = pd.Series(y).groupby(g_).max() if g_ is not None else pd.Series(y)   # truth per decision (cherry or image)
+    lin = _lineage(b, t_old, t_new, g, mh, len(yc), int(yc.sum()))
     path = save_bundle(out_dir, b.models, g, f"{b.method}, recalibrated on the line", temperature=ts,
                        calibration=cal, lineage=lin, unit=b.unit, input_size=b.input_size[0], overwrite=overwrite)
     nb = load_bundle(path)
-    before = _decisions(_parent_policy(b, z), p_old if b.decision['policy']['kind'] not in ('argmax', 'production')
+    before = _decisions(_parent_policy(b), p_old if b.decision['policy']['kind'] not in ('argmax', 'production')
                         else (z / t_old).softmax(1).numpy(), y, g_)
     after = _decisions(nb.policy, p_new, y, g_)
     return Recalibration(path, nb.digest, b.digest, (t_old, t_new), nb.certificate, before, after, len(failed))
@@ -211,7 +213,7 @@ def _fit_temperature(z: torch.Tensor, labels: pd.Series, t_old: float) -> float:
     if len(np.unique(y)) < 2: return t_old
     return float(TemperatureScaler.fit(z[ok].double().numpy(), y).temperature)
 
-def _parent_policy(b: Bundle, z):
+def _parent_policy(b: Bundle):
     "The parent's decision as a callable on scores (an ensemble's disagreement needs members: its thresholds only)."
     d = dict(b.decision['policy'])
     if d['kind'] == 'disagreement': d = dict(kind='thresholds', review=d['review'], reject=d['reject'])
