@@ -549,7 +549,7 @@ def check_pinned(path, digest: str, expect: str | None):
     if not re.fullmatch(r'[0-9a-f]{12,64}', e):
         raise ValueError(f"expect_digest must be a bundle digest (12 to 64 hex digits); got {expect!r}")
     if not digest.startswith(e):
-        raise BundleError(path, ['digest'], [f"digest {digest[:16]}... is not the pinned {e[:16]}..."],
+        raise BundleError(path, ['digest'], [f"digest {digest[:16]}... is not the expected {e[:16]}..."],
                           why="it is not the pinned bundle")
 
 def read_signature(path) -> dict | None:
