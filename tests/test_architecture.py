@@ -1,7 +1,10 @@
 """The shape of the package: no import cycles, and no module imports one of a higher layer (DESIGN.md's map).
 
 The import graph is read from the source (`ast`), imports inside functions included, relative and absolute, and
-`importlib.import_module('cherry_nb....')` with a literal name too: a cycle closed inside a function is still a cycle."""
+`importlib.import_module('cherry_nb....')` with a literal name too: a cycle closed inside a function is still one.
+
+The counts behind it (modules per layer, cycles, upward imports, largest module and notebook cell, default
+declarations of alpha / image_size / seed / arch): `python tests/test_architecture.py`."""
 import ast
 from pathlib import Path
 
@@ -59,7 +62,7 @@ def _imported(node, pkg: str, top: str) -> list:
 
 
 def import_graph(root: Path) -> dict:
-    "{module: {imported module: line of the first import}} over the package at `root` (itself and self-imports left out)."
+    "{module: {imported module: line of its first import}} over the package at `root` (the package itself left out)."
     mods, top = module_files(root), root.name
     def target(n):
         while n and n not in mods: n = n.rpartition('.')[0]
@@ -127,9 +130,10 @@ def test_no_import_cycles(graph):
     found = {frozenset(c) for c in cycles(graph)}
     new = [sorted(c) for c in found - KNOWN_CYCLES_TO_REMOVE]
     assert not new, (f"import cycles (imports inside functions included): {new}. Break them with a registry: the "
-                     f"lower module keeps a dict and a decorator, the higher one registers itself (tiers.register_policy).")
+                     f"lower module keeps a dict and a decorator, the higher one registers itself "
+                     f"(tiers.register_policy).")
     gone = [sorted(c) for c in KNOWN_CYCLES_TO_REMOVE - found]
-    assert not gone, f"these cycles are gone: remove them from KNOWN_CYCLES_TO_REMOVE in tests/test_architecture.py: {gone}"
+    assert not gone, f"cycles gone: remove them from KNOWN_CYCLES_TO_REMOVE in tests/test_architecture.py: {gone}"
 
 
 def test_no_upward_imports(graph):
@@ -156,8 +160,9 @@ def _defaults(names=('alpha', 'image_size', 'seed', 'arch')) -> dict:
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 a = node.args
-                pairs = list(zip((a.posonlyargs + a.args)[::-1], a.defaults[::-1])) + list(zip(a.kwonlyargs, a.kw_defaults))
-                out.update({x.arg: out[x.arg] + [f"{p.name}:{x.lineno}"] for x, d in pairs if d is not None and x.arg in out})
+                pairs = [*zip((a.posonlyargs + a.args)[::-1], a.defaults[::-1]), *zip(a.kwonlyargs, a.kw_defaults)]
+                for x, d in pairs:
+                    if d is not None and x.arg in out: out[x.arg].append(f"{p.name}:{x.lineno}")
             elif isinstance(node, ast.ClassDef):
                 for s in node.body:
                     if isinstance(s, ast.AnnAssign) and s.value is not None and getattr(s.target, 'id', '') in out:
@@ -169,7 +174,8 @@ if __name__ == '__main__':   # the counts of the architecture: python tests/test
     import json
     g = import_graph(PKG)
     per = {l: sorted(m for m in g if m and layer(m) == l) for l in LAYERS}
-    print('modules per layer:', {l: len(v) for l, v in per.items()}, '| unplaced:', [m for m in g if m and not layer(m)])
+    print('modules per layer:', {l: len(v) for l, v in per.items()},
+          '| no layer:', [m for m in g if m and not layer(m)])
     print('import cycles:', cycles(g))
     print('upward imports:', len(upward(g)), upward(g))
     size = {m: len(p.read_text().splitlines()) for m, p in module_files(PKG).items()}
