@@ -12,8 +12,8 @@ import numpy as np, pandas as pd, torch
 from .core import *
 from .data import CachedImageDataset, make_loader, read_manifest, save_manifest, manifest_hash
 from .augment import FieldSimulator
-from .models import (create_model, grow_head, set_trainable, save_artifact, load_artifact, read_artifact_meta,
-                              artifact_paths)
+from .models import (DEFAULT_ARCH, create_model, grow_head, set_trainable, save_artifact, load_artifact,
+                              read_artifact_meta, artifact_paths)
 from .train import TrainConfig, Callback, fit
 import cherry_nb.weights   # registers the named weight sources a job's `pretrained` may name
 
@@ -33,7 +33,7 @@ class TrainJob:
     label_col: str = 'label'                # manifest column holding the training label
     classes: tuple = CLASSES_2              # label index order of the model
     exclude_fold: int | None = None         # drop training rows whose `fold` column equals this (cross-fitting)
-    arch: str = 'convnextv2_atto'           # timm architecture
+    arch: str = DEFAULT_ARCH                # timm architecture
     pretrained: str = ''                    # '' from scratch, 'hub', or a local weights file
     image_size: int = 64                    # training resolution
     aug: str | None = 'heavy'               # field-simulator preset ('heavy', 'light') or None

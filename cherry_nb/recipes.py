@@ -4,18 +4,23 @@
 
 # %% ../nbs/07a_recipes.ipynb #9cdae866
 from __future__ import annotations
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np, pandas as pd
 from .core import *
 from .data import save_manifest
-from .models import WEIGHT_LOADERS
+from .augment import AUG_PRESETS
+from .models import DEFAULT_ARCH, WEIGHT_LOADERS
 from .jobs import TrainJob, run_jobs
-from .runs import RunFolder, satisfies, score_artifact
+from .runs import (RunFolder, DataConfig, JobsConfig, TrackingConfig, ParamError, at_least, one_of, positive,
+                            satisfies, score_artifact, unit, unit_open)
 from .mining import MiningConfig, apply_mining, assign_folds
 
 # %% auto #0
-__all__ = ['ARCH', 'PRETRAINED', 'is_timm_model', 'is_pretrained_source', 'job_common', 'stage1_job', 'stage2_job',
+__all__ = ['ARCH', 'PRETRAINED', 'is_timm_model', 'is_pretrained_source', 'job_common', 'ModelConfig', 'TrainingConfig',
+           'MiningSettings', 'TiersConfig', 'order_problems', 'StudyConfig', 'stage1_job', 'stage2_job',
            'write_fold_manifest', 'fold_jobs', 'mining_scores', 'mine', 'member_jobs']
 
 # %% ../nbs/07a_recipes.ipynb #1b6d8fe5
@@ -37,6 +42,61 @@ def job_common(cfg) -> dict:
     return dict(arch=cfg.arch, pretrained=cfg.pretrained, image_size=cfg.image_size,
                 aug=None if cfg.aug == 'none' else cfg.aug,
                 group_col='cherry_id' if getattr(cfg, 'view_sampling', 'all') == 'one' else '')
+
+# %% ../nbs/07a_recipes.ipynb #c7310d72
+@dataclass
+class ModelConfig:
+    "The model every job of a workflow trains, and its input."
+    arch: str = DEFAULT_ARCH         # timm model (production: convnextv2_tiny)
+    pretrained: str = ''             # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
+    image_size: int = 64             # training resolution
+    aug: str = 'light'               # field-simulator preset (the seed's was 'heavy'; 'none' for no augmentation)
+    checks: ClassVar[dict] = dict(arch=ARCH, pretrained=PRETRAINED, image_size=positive(),
+                                  aug=one_of(*AUG_PRESETS, 'none'))
+
+@dataclass
+class TrainingConfig:
+    "What the training of every job shares, and the stage-2 (fine-tuning) epochs and learning rate."
+    batch_size: int = 32             # images per step
+    epochs2: int = 5                 # stage-2 epochs
+    lr2: float = 3e-4                # stage-2 peak learning rate, or 'find' (the seed's: 1e-3)
+    checks: ClassVar[dict] = dict(batch_size=positive(), epochs2=at_least(1), lr2=positive('find'))
+
+@dataclass
+class MiningSettings:
+    "The seed's mining band (`mining.MiningConfig`) and the folds of out-of-fold mining."
+    folds: int = 5                   # K for out-of-fold mining
+    low: float = 0.35                # mining: p(pit) above this ...
+    high: float = 0.65               # ... and below this is 'uncertain'
+    checks: ClassVar[dict] = dict(folds=at_least(2), low=unit(), high=unit())
+    ordered: ClassVar[tuple] = (('low', 'high'),)
+
+@dataclass
+class TiersConfig:
+    "The tier policies a study measures: production's mapping, enhanced 2-class thresholds, guaranteed tiers."
+    prod_review: float = 0.5         # production mapping: p(pit) at or above this -> review
+    prod_reject: float = 0.75        # production mapping: p(pit) at or above this -> reject
+    review: float = 0.65             # enhanced 2-class tiers (and the ensemble's): p(pit) from this -> review
+    reject: float = 0.85             # ... and from this -> reject
+    alpha: float = 0.01              # guaranteed tiers: target pit-miss rate ...
+    delta: float = 0.1               # ... with probability at least 1 - delta
+    beta: float = 0.05               # guaranteed tiers: target false-reject rate
+    checks: ClassVar[dict] = dict(prod_review=unit(), prod_reject=unit(), review=unit(), reject=unit(),
+                                  alpha=unit_open(), delta=unit_open(), beta=unit_open())
+    ordered: ClassVar[tuple] = (('prod_review', 'prod_reject'), ('review', 'reject'))
+
+# %% ../nbs/07a_recipes.ipynb #88e8d49f
+def order_problems(cfg) -> list:
+    "'a = x must not exceed b = y' for every `ordered` pair (of the config's class and its bases) out of order."
+    pairs = [p for c in reversed(type(cfg).__mro__) for p in c.__dict__.get('ordered', ())]
+    return [f"{a} = {getattr(cfg, a)} must not exceed {b} = {getattr(cfg, b)}"
+            for a, b in pairs if getattr(cfg, a) > getattr(cfg, b)]
+
+@dataclass
+class StudyConfig(TrackingConfig, JobsConfig, TiersConfig, MiningSettings, TrainingConfig, ModelConfig, DataConfig):
+    "The pieces both workflows are made of: data, model, training, mining, tiers, jobs, tracking."
+    def __post_init__(self):
+        if bad := order_problems(self): raise ParamError('; '.join(bad))
 
 # %% ../nbs/07a_recipes.ipynb #eb718ad2
 def stage1_job(common: dict, train: dict, name: str = 'stage1', manifest: str = 'manifest.csv') -> TrainJob:

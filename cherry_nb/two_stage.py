@@ -22,7 +22,7 @@ from .mining import MiningConfig, MINING_MODES, mining_table, mining_truth
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enhanced_two_class, evaluate_policy,
                              guaranteed_tiers, InsufficientCalibration)
 from .jobs import run_jobs
-from .recipes import ARCH, PRETRAINED, job_common, stage1_job, stage2_job, mine
+from .recipes import StudyConfig, job_common, stage1_job, stage2_job, mine
 from .runs import set_default_bundle, cherry_ids
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
@@ -36,47 +36,21 @@ __all__ = ['TwoStageConfig', 'pit_truth', 'check_binary_splits', 'collapse_to_bi
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 @dataclass
-class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
-    "Every parameter of one two-stage run (data, training, mining, tiers, gates, jobs)."
-    arch: str = 'convnextv2_atto'    # timm model (production: convnextv2_tiny)
-    pretrained: str = ''             # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
-    image_size: int = 64             # training resolution
-    aug: str = 'light'               # field-simulator preset (the seed's was 'heavy'; 'none' for no augmentation)
-    batch_size: int = 32             # images per step
+class TwoStageConfig(StudyConfig):
+    "Every parameter of one two-stage run: the shared pieces (`recipes.StudyConfig`) and the seed's method's own."
     epochs1: int = 20                # stage-1 epochs (the seed's: 15)
     lr1: float = 3e-4                # stage-1 peak learning rate, or 'find' (the seed's: 1e-3)
-    epochs2: int = 5                 # stage-2 epochs
-    lr2: float = 3e-4                # stage-2 peak learning rate, or 'find' (the seed's: 1e-3)
     stage2_mode: str = 'head'        # what stage 2 trains: 'head' (the seed's), 'last_stages' or 'full'
     n_stages: int = 1                # stages unfrozen when stage2_mode is 'last_stages'
     replay: float = 0.0              # fraction of stage-2 training rows replayed with their stage-1 label
     mining_mode: str = 'in-sample'   # 'in-sample' (the seed's) or 'out-of-fold'
-    folds: int = 5                   # K for out-of-fold mining
-    low: float = 0.35                # mining: p(pit) above this ...
-    high: float = 0.65               # ... and below this is 'uncertain'
-    prod_review: float = 0.5         # production mapping: p(pit) at or above this -> review
-    prod_reject: float = 0.75        # production mapping: p(pit) at or above this -> reject
-    review: float = 0.65             # enhanced 2-class tiers on calibrated stage 1: p(pit) from this -> review
-    reject: float = 0.85             # ... and from this -> reject
-    alpha: float = 0.01              # guaranteed tiers: target pit-miss rate ...
-    delta: float = 0.1               # ... with probability at least 1 - delta
-    beta: float = 0.05               # guaranteed tiers: target false-reject rate
     pit_recall_target: float = 0.95  # deployment gate: stage-2 pit recall (lower 95% bound)
     max_pit_miss: float = 0.05       # deployment gate: production tiers' pit-miss rate (upper 95% bound)
     seed: int = 0                    # fixes folds, training and augmentation
     checks: ClassVar[dict] = dict(
-        arch=ARCH, image_size=positive(), batch_size=positive(),
-        pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs1=at_least(1), epochs2=at_least(1),
-        lr1=positive('find'),
-        lr2=positive('find'), stage2_mode=one_of('head', 'last_stages', 'full'), n_stages=at_least(1),
-        replay=unit(), mining_mode=one_of(*MINING_MODES), folds=at_least(2), low=unit(), high=unit(),
-        prod_review=unit(), prod_reject=unit(), review=unit(), reject=unit(), alpha=unit_open(),
-        delta=unit_open(), beta=unit_open(), pit_recall_target=unit(), max_pit_miss=unit(), seed=at_least(0))
-    def __post_init__(self):
-        bad = [f"{a} = {getattr(self, a)} must not exceed {b} = {getattr(self, b)}"
-               for a, b in (('low', 'high'), ('prod_review', 'prod_reject'), ('review', 'reject'))
-               if getattr(self, a) > getattr(self, b)]
-        if bad: raise ParamError('; '.join(bad))
+        epochs1=at_least(1), lr1=positive('find'), stage2_mode=one_of('head', 'last_stages', 'full'),
+        n_stages=at_least(1), replay=unit(), mining_mode=one_of(*MINING_MODES), pit_recall_target=unit(),
+        max_pit_miss=unit(), seed=at_least(0))
     def mining(self) -> MiningConfig: return MiningConfig(self.low, self.high, self.mining_mode, self.folds)
     def train(self, stage: int) -> dict:
         "`TrainConfig` settings of stage 1 or 2."
