@@ -21,14 +21,15 @@ from .augment import AUG_PRESETS
 from .data import save_manifest, manifest_hash
 from .models import read_artifact_meta
 from .calibrate import TemperatureScaler, ece
-from .mining import MiningConfig, mine, fold_jobs, write_fold_manifest, mining_effects
+from .mining import MiningConfig, mining_effects
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, tier_metrics, guaranteed_tiers,
                              InsufficientCalibration)
 from .jobs import TrainJob, run_jobs
-from .ensemble import member_jobs, EnsembleScores, DisagreementPolicy, tau_for_review_budget
-from .two_stage import (job_common, stage1_job, stage2_job, pit_truth, check_binary_splits,
-                                 collapse_to_binary, stage2_effects, _is_timm_model, PRETRAINED,
-                                 fit_verdicts, fit_flags)
+from .ensemble import EnsembleScores, DisagreementPolicy, tau_for_review_budget
+from .recipes import (StudyConfig, order_problems, job_common, stage1_job, stage2_job, fold_jobs, member_jobs,
+                               write_fold_manifest, mine)
+from .two_stage import (pit_truth, check_binary_splits, collapse_to_binary, stage2_effects, fit_verdicts,
+                                 fit_flags)
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
@@ -41,46 +42,26 @@ __all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'Me
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
 @dataclass
-class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
-    "Every parameter of the comparison experiment."
+class CompareConfig(StudyConfig):
+    "Every parameter of the comparison experiment: the shared pieces (`recipes.StudyConfig`) and its own."
     pit_as_clean: float = 0.05      # simulator annotator noise: share of true pits labelled clean
-    arch: str = 'convnextv2_atto'   # timm model for every method
-    pretrained: str = ''            # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
-    image_size: int = 64            # training resolution
-    aug: str = 'light'              # field-simulator preset ('none': no augmentation)
-    batch_size: int = 32            # images per step
     epochs: int = 12                # epochs of every from-scratch model (binary, 3-class, members, folds)
     lr: float = 3e-4                # their learning rate, or 'find'
     epochs2: int = 4                # stage-2 epochs
-    lr2: float = 3e-4               # stage-2 learning rate, or 'find'
     folds: int = 3                  # K for out-of-fold mining
+    alpha: float = 0.02             # guaranteed tiers: target pit-miss rate ...
     members: int = 3                # ensemble size M
     seeds: int = 2                  # repetitions (training seeds 0, 1, ...)
     methods: str = ''               # comma-separated method names to run ('' : every registered method)
-    low: float = 0.35               # mining: uncertain when low < p(pit) < high
-    high: float = 0.65              # mining: upper end of the uncertain band
-    review: float = 0.65            # enhanced 2-class and ensemble: p(pit) from this -> review
-    reject: float = 0.85            # ... and from this -> reject
-    prod_review: float = 0.5        # production mapping of the two-stage methods: review from here
-    prod_reject: float = 0.75       # ... reject from here
-    alpha: float = 0.02             # guaranteed tiers: target pit-miss rate ...
-    delta: float = 0.1              # ... with probability at least 1 - delta
-    beta: float = 0.05              # guaranteed tiers: target false-reject rate
     tau_budget: float = 0.05        # ensemble: share of calibration cherries sent to review for disagreement
     safety_target: float = 0.05     # recommendation: pooled pit-miss upper 95% bound must not exceed this
     matched_review: float = 0.1     # pit-miss rates compared at this review rate
     matched_pit_miss: float = 0.02  # review rates compared at this pit-miss rate
-    checks: ClassVar[dict] = dict(
-        arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
-        pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs=at_least(1), epochs2=at_least(1),
-        lr=positive('find'),
-        lr2=positive('find'), folds=at_least(2), members=at_least(1), seeds=at_least(1), low=unit(), high=unit(),
-        review=unit(), reject=unit(), prod_review=unit(), prod_reject=unit(), alpha=unit_open(), delta=unit_open(),
-        beta=unit_open(), tau_budget=unit(), safety_target=unit(), matched_review=unit(), matched_pit_miss=unit())
+    checks: ClassVar[dict] = dict(epochs=at_least(1), lr=positive('find'), members=at_least(1), seeds=at_least(1),
+                                  tau_budget=unit(), safety_target=unit(), matched_review=unit(),
+                                  matched_pit_miss=unit())
     def __post_init__(self):
-        bad = [f"{a} = {getattr(self, a)} must not exceed {b} = {getattr(self, b)}"
-               for a, b in (('low', 'high'), ('prod_review', 'prod_reject'), ('review', 'reject'))
-               if getattr(self, a) > getattr(self, b)]
+        bad = order_problems(self)
         unknown = [m for m in self.method_names() if m not in METHODS]
         if unknown: bad.append(f"methods: unknown {unknown}; registered: {list(METHODS)}")
         if bad: raise ParamError('; '.join(bad))

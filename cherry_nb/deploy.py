@@ -26,6 +26,7 @@ from .calibrate import TemperatureScaler
 from .tiers import (GuaranteedTiers, InsufficientCalibration, guaranteed_tiers, policy_from_dict, tier_metrics,
                              as_pit_truth)
 from .views import RULES, CherryGuarantee, cherry_guaranteed_tiers, cherry_scores
+from .ensemble import DisagreementPolicy   # registers the policy kind a bundle of an ensemble holds
 from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_rgb, read_image_folder,
                             read_manifest)
 

@@ -9,22 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from .core import *
-from .jobs import TrainJob
 from .calibrate import TemperatureScaler
-from .tiers import ThresholdPolicy, _check_thresholds
+from .tiers import ThresholdPolicy, _check_thresholds, register_policy
 
 # %% auto #0
-__all__ = ['member_jobs', 'EnsembleScores', 'DisagreementPolicy', 'tau_for_review_budget']
-
-# %% ../nbs/11_ensemble.ipynb #531e6e00
-def member_jobs(base: TrainJob, m: int = 5, seed_step: int = 1000) -> list[TrainJob]:
-    "M jobs like `base` with seeds base, base+seed_step, ...; member 0 is `base` itself."
-    if m < 1: raise ValueError(f"an ensemble needs m >= 1 members, got {m}")
-    s0 = int(base.train.get('seed', 0)); out = [base]
-    for i in range(1, m):
-        d = base.to_dict(); d['name'] = f'{base.name}_m{i}'; d['train'] = {**base.train, 'seed': s0 + i * seed_step}
-        out.append(TrainJob.from_dict(d))
-    return out
+__all__ = ['EnsembleScores', 'DisagreementPolicy', 'tau_for_review_budget']
 
 # %% ../nbs/11_ensemble.ipynb #1c065a4d
 @dataclass
@@ -59,6 +48,7 @@ class EnsembleScores:
         return EnsembleScores(np.asarray(member_probs), self.temperature)
 
 # %% ../nbs/11_ensemble.ipynb #24263ceb
+@register_policy('disagreement')
 @dataclass
 class DisagreementPolicy:
     "Thresholds on the ensemble's p(pit), plus review whenever member disagreement >= tau."

@@ -12,14 +12,15 @@ import numpy as np, pandas as pd, torch
 from .core import *
 from .data import CachedImageDataset, make_loader, read_manifest, save_manifest, manifest_hash
 from .augment import FieldSimulator
-from .models import (create_model, grow_head, set_trainable, save_artifact, load_artifact, read_artifact_meta,
-                              artifact_paths)
+from .models import (DEFAULT_ARCH, create_model, grow_head, set_trainable, save_artifact, load_artifact,
+                              read_artifact_meta, artifact_paths)
 from .train import TrainConfig, Callback, fit
+import cherry_nb.weights   # registers the named weight sources a job's `pretrained` may name
 
 # %% auto #0
-__all__ = ['ATTEMPT', 'TrainJob', 'job_key', 'artifact_dir', 'job_done', 'job_rows', 'run_job', 'job_log_path', 'JobLineCB',
-           'job_threads', 'torch_threads', 'run_logged', 'plan_jobs', 'write_job', 'JobsFailed', 'JobBoard',
-           'start_log', 'run_jobs']
+__all__ = ['ATTEMPT', 'JOB_BACKENDS', 'TrainJob', 'job_key', 'artifact_dir', 'job_done', 'job_rows', 'run_job', 'job_log_path',
+           'JobLineCB', 'job_threads', 'torch_threads', 'run_logged', 'plan_jobs', 'write_job', 'JobsFailed',
+           'JobBoard', 'register_backend', 'start_log', 'run_jobs']
 
 # %% ../nbs/05a_jobs.ipynb #dec46336
 @dataclass
@@ -32,7 +33,7 @@ class TrainJob:
     label_col: str = 'label'                # manifest column holding the training label
     classes: tuple = CLASSES_2              # label index order of the model
     exclude_fold: int | None = None         # drop training rows whose `fold` column equals this (cross-fitting)
-    arch: str = 'convnextv2_atto'           # timm architecture
+    arch: str = DEFAULT_ARCH                # timm architecture
     pretrained: str = ''                    # '' from scratch, 'hub', or a local weights file
     image_size: int = 64                    # training resolution
     aug: str | None = 'heavy'               # field-simulator preset ('heavy', 'light') or None
@@ -258,6 +259,15 @@ class JobBoard:
         if force or s != self.last: self.say(f"{s} ({time.time() - self.t0:.0f} s)")
         self.last = s
 
+# %% ../nbs/05a_jobs.ipynb #2094771b
+JOB_BACKENDS: dict = {}   # name -> run(todo, run_dir, cache_dir, workers, progress, address, cpus_per_job,
+                          #              gpus_per_job, retries) -> {job name: reason} of the failed jobs
+
+def register_backend(name: str):
+    "Decorator: `run_jobs` hands the jobs it does not run in this process to the runner registered as `name`."
+    def deco(f): JOB_BACKENDS[name] = f; return f
+    return deco
+
 # %% ../nbs/05a_jobs.ipynb #f7e44fd9
 def start_log(run_dir, job: TrainJob) -> Path:
     "Write the spec to `<run>/jobs/<name>.json` and start a fresh log beside it."
@@ -295,9 +305,11 @@ def run_jobs(jobs: list[TrainJob], run_dir,
     if progress and done: print(f"jobs: {len(done)} already done, skipped: {', '.join(done)}", flush=True)
     on_ray = backend == 'ray' or (backend == 'auto' and (bool(ray_address) or (workers != 1 and len(todo) > 1)))
     if todo and on_ray:
-        from cherry_nb.ray_jobs import run_on_ray
-        failed = run_on_ray(todo, run_dir, cache_dir, workers, progress, ray_address, cpus_per_job, gpus_per_job,
-                            retries)
+        if 'ray' not in JOB_BACKENDS:
+            raise RuntimeError("these jobs run on Ray (workers != 1, a ray_address or backend='ray'), whose backend "
+                               "registers itself when its module is imported: import cherry_nb.ray_jobs")
+        failed = JOB_BACKENDS['ray'](todo, run_dir, cache_dir, workers, progress, ray_address, cpus_per_job,
+                                     gpus_per_job, retries)
     else: failed = _run_here(todo, run_dir, cache_dir, progress, threads) if todo else {}
     if failed: raise JobsFailed(failed, run_dir)
     return [artifact_paths(artifact_dir(run_dir) / j.name)[0] for j in jobs]

@@ -9,13 +9,10 @@ from typing import Callable
 
 import numpy as np, pandas as pd
 from .core import *
-from .data import save_manifest
-from .jobs import TrainJob, run_jobs
-from .runs import RunFolder, score_artifact
 
 # %% auto #0
-__all__ = ['MINING_MODES', 'MiningConfig', 'mining_rule', 'apply_mining', 'mining_table', 'assign_folds', 'write_fold_manifest',
-           'fold_jobs', 'mining_scores', 'mine', 'mining_truth', 'mining_effects']
+__all__ = ['MINING_MODES', 'MiningConfig', 'mining_rule', 'apply_mining', 'mining_table', 'assign_folds', 'mining_truth',
+           'mining_effects']
 
 # %% ../nbs/07_mining.ipynb #18b82d4b
 MINING_MODES = ('in-sample', 'out-of-fold')
@@ -81,40 +78,6 @@ def assign_folds(df: pd.DataFrame, k: int, seed: int = 0, split: str = 'train') 
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     col = out.columns.get_loc('fold')
     for f, (_, te) in enumerate(skf.split(idx, out['label'].to_numpy()[idx])): out.iloc[idx[te], col] = f
-    return out
-
-def write_fold_manifest(df: pd.DataFrame, k: int, seed: int, run, name: str = 'manifest_folds.csv') -> pd.DataFrame:
-    "Assign K folds (see `assign_folds`) and save the manifest the fold jobs read into the run folder."
-    fdf = assign_folds(df, k, seed); save_manifest(fdf, RunFolder(run) / name); return fdf
-
-def fold_jobs(base: TrainJob, k: int, manifest: str = 'manifest_folds.csv') -> list:
-    "K copies of the job `base`, the i-th trained without fold i of `manifest` (cross-fitting)."
-    return [TrainJob(**{**base.to_dict(), 'name': f'{base.name}_fold{i}', 'manifest': manifest, 'exclude_fold': i})
-            for i in range(k)]
-
-# %% ../nbs/07_mining.ipynb #5e0d7973
-def mining_scores(df: pd.DataFrame, cfg: MiningConfig, run, base: TrainJob, seed: int = 0,
-                  job_options: dict | None = None, progress: bool = True) -> tuple:
-    "(p_pit, fold) for every row of `df` (NaN outside the mined splits); trains the fold models out-of-fold."
-    run = RunFolder(run); p, fold = np.full(len(df), np.nan), np.full(len(df), -1)
-    mined = df['split'].isin(cfg.splits).to_numpy()
-    score = lambda name, rows: score_artifact(run.artifact(name), rows, run.cache, progress).pit_score
-    if cfg.mode == 'in-sample':
-        p[mined] = score(base.name, df[mined]); return p, fold
-    fdf = write_fold_manifest(df, cfg.folds, seed, run); jobs = fold_jobs(base, cfg.folds)
-    run_jobs(jobs, run, progress=progress, **(job_options or {}))
-    fold = fdf['fold'].to_numpy()
-    for k, j in enumerate(jobs): p[fold == k] = score(j.name, fdf[fold == k])
-    rest = mined & (fold < 0)
-    if rest.any(): p[rest] = score(base.name, df[rest])
-    return p, fold
-
-def mine(df: pd.DataFrame, cfg: MiningConfig, run, base: TrainJob, seed: int = 0,
-         job_options: dict | None = None, progress: bool = True) -> pd.DataFrame:
-    "The mined manifest of `df` (see `apply_mining`) from the scores of `mining_scores`."
-    p, fold = mining_scores(df, cfg, run, base, seed, job_options, progress)
-    out = apply_mining(df, np.nan_to_num(p, nan=0.5), cfg, fold=fold)
-    out.loc[~df['split'].isin(cfg.splits).to_numpy(), 'p_pit'] = np.nan
     return out
 
 # %% ../nbs/07_mining.ipynb #101cd45d

@@ -16,10 +16,11 @@ import cherry_nb
 from .core import *
 
 # %% auto #0
-__all__ = ['CONVNEXTV2', 'DEFAULT_ARCH', 'PRODUCTION_ARCH', 'PretrainedWeightsError', 'hub_reachable', 'classifier_prefixes',
-           'read_state_dict', 'load_weights', 'create_model', 'grow_head', 'head_modules', 'stage_modules',
-           'set_trainable', 'count_params', 'describe', 'ARTIFACT_FORMAT', 'ARTIFACT_VERSION', 'artifact_paths',
-           'artifact_hash', 'save_artifact', 'read_artifact_meta', 'load_artifact']
+__all__ = ['CONVNEXTV2', 'DEFAULT_ARCH', 'PRODUCTION_ARCH', 'WEIGHT_LOADERS', 'PretrainedWeightsError', 'hub_reachable',
+           'classifier_prefixes', 'read_state_dict', 'load_weights', 'register_weights', 'create_model', 'grow_head',
+           'head_modules', 'stage_modules', 'set_trainable', 'count_params', 'describe', 'ARTIFACT_FORMAT',
+           'ARTIFACT_VERSION', 'artifact_paths', 'artifact_hash', 'save_artifact', 'read_artifact_meta',
+           'load_artifact']
 
 # %% ../nbs/04_models.ipynb #62c87162
 CONVNEXTV2 = ('convnextv2_atto', 'convnextv2_femto', 'convnextv2_pico', 'convnextv2_nano', 'convnextv2_tiny')
@@ -107,6 +108,13 @@ def load_weights(model: nn.Module, # a timm model to load into (in place)
              f"head missing {info['head_missing']}")
     return info
 
+# %% ../nbs/04_models.ipynb #52d676c5
+WEIGHT_LOADERS: dict = {}   # source name -> create(arch, **timm_kwargs) -> (model, provenance), see `register_weights`
+
+def register_weights(name: str, create):
+    "`create_model(arch, pretrained=name)` builds with `create(arch, **timm_kwargs)` (the last registered wins)."
+    WEIGHT_LOADERS[name] = create; return create
+
 # %% ../nbs/04_models.ipynb #add10be9
 def _hub_cached(arch: str):
     "Path of the hub weights for `arch` in the local Hugging Face cache, or None."
@@ -143,7 +151,6 @@ def create_model(arch: str = DEFAULT_ARCH,           # timm model name, optional
                  **timm_kwargs,                      # passed to `timm.create_model` (e.g. drop_path_rate)
                 ) -> nn.Module:
     "A timm classifier for `classes`, from scratch, hub weights, a local weights file or a named source."
-    from cherry_nb.weights import WEIGHT_SOURCES, create_from_source   # named sources (04b_weights)
     classes = tuple(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ValueError(f"need >= 2 distinct classes, got {classes}")
@@ -151,10 +158,14 @@ def create_model(arch: str = DEFAULT_ARCH,           # timm model name, optional
         raise ValueError(f"unknown timm architecture {arch!r}")
     kw = dict(timm_kwargs, num_classes=len(classes))
     source = None
-    if isinstance(pretrained, str) and pretrained in WEIGHT_SOURCES:
-        model, source = create_from_source(arch, pretrained, **kw)
+    if isinstance(pretrained, str) and pretrained in WEIGHT_LOADERS:
+        model, source = WEIGHT_LOADERS[pretrained](arch, **kw)
     elif pretrained is True or pretrained == 'hub': model, source = _hub_model(arch, kw)
     elif pretrained not in (False, None):
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(f"{pretrained}: weights file not found, nor a registered weight source "
+                                    f"(registered: {sorted(WEIGHT_LOADERS)}; a module registers its sources when "
+                                    f"imported)")
         model = timm.create_model(arch, pretrained=False, **kw)
         info = load_weights(model, pretrained); source = f"file:{info['file']} sha256:{info['sha256']}"
     else: model = timm.create_model(arch, pretrained=False, **kw)

@@ -8,7 +8,8 @@ import contextlib, logging, os, socket
 from pathlib import Path
 
 from .core import *
-from .jobs import TrainJob, JobBoard, job_log_path, run_logged, start_log, _resolve, job_threads
+from .jobs import (TrainJob, JobBoard, job_log_path, run_logged, start_log, _resolve, job_threads,
+                            register_backend)
 
 # %% auto #0
 __all__ = ['import_ray', 'ray_session', 'ray_for', 'describe_cluster', 'RunFolderNotVisible', 'check_run_dir', 'ray_job',
@@ -113,6 +114,7 @@ def _check_resources(cpus: float, gpus: float, strict: bool):
         print("note: the cluster has GPUs but gpus_per_job=0: Ray does not share them out; set gpus_per_job")
 
 # %% ../nbs/05b_ray.ipynb #dcfd1cd0
+@register_backend('ray')   # `jobs.run_jobs` hands its Ray jobs here
 def run_on_ray(todo: list[TrainJob], run_dir, cache_dir=None, workers: int = 0, progress: bool = True,
                address: str = '', cpus_per_job: float = 0, gpus_per_job: float = 0.0, retries: int = 2) -> dict:
     "Run `todo` (each child after its parent) as Ray tasks; returns {name: reason} of the failed jobs."

@@ -13,11 +13,11 @@ from scipy import stats
 from .core import *
 
 # %% auto #0
-__all__ = ['pit_scores', 'as_pit_truth', 'ThresholdPolicy', 'enhanced_two_class', 'ArgmaxPolicy', 'ProductionPolicy',
-           'policy_from_dict', 'Costs', 'TierMetrics', 'tier_metrics', 'evaluate_policy', 'score_histogram',
-           'cost_table', 'cost_curve', 'InsufficientCalibration', 'binomial_pvalue', 'fixed_sequence',
-           'calibration_size_needed', 'GuaranteedTiers', 'DependentCalibration', 'guaranteed_tiers', 'risk_coverage',
-           'aurc', 'risk_coverage_figure']
+__all__ = ['POLICY_CLASSES', 'pit_scores', 'as_pit_truth', 'register_policy', 'ThresholdPolicy', 'enhanced_two_class',
+           'ArgmaxPolicy', 'ProductionPolicy', 'policy_from_dict', 'Costs', 'TierMetrics', 'tier_metrics',
+           'evaluate_policy', 'score_histogram', 'cost_table', 'cost_curve', 'InsufficientCalibration',
+           'binomial_pvalue', 'fixed_sequence', 'calibration_size_needed', 'GuaranteedTiers', 'DependentCalibration',
+           'guaranteed_tiers', 'risk_coverage', 'aurc', 'risk_coverage_figure']
 
 # %% ../nbs/10_tiers.ipynb #85a06659
 def pit_scores(probs_or_scores) -> np.ndarray:
@@ -45,6 +45,15 @@ def as_pit_truth(y, n: int | None = None) -> np.ndarray:
     if n is not None and len(y) != n: raise ValueError(f"truth has {len(y)} entries but there are {n} scores")
     return y.astype(np.int64)
 
+# %% ../nbs/10_tiers.ipynb #2d3eabca
+POLICY_CLASSES: dict = {}   # the 'kind' of a policy's `to_dict()` -> its class; filled by `register_policy`
+
+def register_policy(kind: str):
+    "Class decorator: `policy_from_dict` rebuilds `{'kind': kind, **fields}` as `cls(**fields)` (the last class wins)."
+    def deco(cls):
+        POLICY_CLASSES[kind] = cls; return cls
+    return deco
+
 # %% ../nbs/10_tiers.ipynb #b35443c6
 def _check_thresholds(review: float, reject: float):
     if not (0 <= review <= reject <= 1):
@@ -55,6 +64,7 @@ def _tiers_from_thresholds(s: np.ndarray, review: float, reject: float) -> np.nd
     out[s >= review] = 'review'; out[s >= reject] = 'reject'
     return out
 
+@register_policy('thresholds')
 @dataclass(frozen=True)
 class ThresholdPolicy:
     "Tiers from two thresholds on the pit score: s >= reject -> reject, s >= review -> review, else accept."
@@ -80,6 +90,7 @@ def _probs3(p) -> np.ndarray:
         raise ValueError("probabilities must lie in [0, 1]")
     return p
 
+@register_policy('argmax')
 @dataclass(frozen=True)
 class ArgmaxPolicy:
     "3-class argmax: clean -> accept, maybe -> review, pit -> reject."
@@ -91,6 +102,7 @@ class ArgmaxPolicy:
         return lut[k]
     def to_dict(self) -> dict: return dict(kind='argmax', name=self.name)
 
+@register_policy('production')
 @dataclass(frozen=True)
 class ProductionPolicy:
     "Production's 3-class-to-threshold mapping (our reading of the seed): s = p(pit); s >= 0.75 reject, >= 0.5 review."
@@ -106,26 +118,18 @@ class ProductionPolicy:
         return out
     def to_dict(self) -> dict: return dict(kind='production', **asdict(self))
 
-def _views_policy(**d):
-    "A per-cherry policy (`views.CherryPolicy`); the views module builds on this one."
-    from cherry_nb.views import CherryPolicy
-    return CherryPolicy.from_dict(d)
-
-_POLICIES = dict(thresholds=ThresholdPolicy, argmax=ArgmaxPolicy, production=ProductionPolicy, views=_views_policy)
-
+# %% ../nbs/10_tiers.ipynb #cd7efe25
 def policy_from_dict(d: dict):
     "Rebuild a policy from `to_dict()`, `GuaranteedTiers.as_dict()` or an artifact's `{'policy': kind, ...}`."
     d = dict(d)
     if isinstance(d.get('policy'), dict): return policy_from_dict(d['policy'])   # GuaranteedTiers.as_dict()
     kind, alias = d.pop('kind', None), d.pop('policy', None)
     kind = kind or alias
-    if kind == 'disagreement':
-        from cherry_nb.ensemble import DisagreementPolicy   # the ensemble module builds on this one
-        return DisagreementPolicy(**d)
     if kind == 'guaranteed': kind = 'thresholds'             # certified thresholds act as thresholds
-    if kind not in _POLICIES:
-        raise ValueError(f"unknown policy kind {kind!r}; expected one of {[*_POLICIES, 'guaranteed', 'disagreement']}")
-    return _POLICIES[kind](**d)
+    if kind not in POLICY_CLASSES:
+        raise ValueError(f"unknown policy kind {kind!r}; expected one of {[*POLICY_CLASSES, 'guaranteed']} (a module "
+                         f"registers its policies when it is imported: `register_policy`)")
+    return POLICY_CLASSES[kind](**d)
 
 # %% ../nbs/10_tiers.ipynb #1c88604b
 @dataclass(frozen=True)

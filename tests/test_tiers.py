@@ -1,4 +1,5 @@
 """tiers: policies, tier metrics and costs, guaranteed thresholds (checked against MAPIE and by simulation), AURC."""
+import dataclasses
 import json
 import math
 import warnings
@@ -8,10 +9,11 @@ import pytest
 from scipy import stats
 
 from cherry_nb.core import atomic_write_json, read_json, to_json
-from cherry_nb.tiers import (ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration, ProductionPolicy,
-                             ThresholdPolicy, aurc, binomial_pvalue, calibration_size_needed, cost_curve, cost_table,
-                             enhanced_two_class, evaluate_policy, guaranteed_tiers, policy_from_dict, risk_coverage,
-                             risk_coverage_figure, score_histogram, tier_metrics)
+from cherry_nb.tiers import (POLICY_CLASSES, ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration,
+                             ProductionPolicy, ThresholdPolicy, aurc, binomial_pvalue, calibration_size_needed,
+                             cost_curve, cost_table, enhanced_two_class, evaluate_policy, guaranteed_tiers, pit_scores,
+                             policy_from_dict, register_policy, risk_coverage, risk_coverage_figure, score_histogram,
+                             tier_metrics)
 
 CLEAN_AB, PIT_AB = (1.5, 6.0), (5.0, 1.5)      # simulator-like scores: clean ~ Beta(1.5, 6), pit ~ Beta(5, 1.5)
 
@@ -62,6 +64,26 @@ def test_three_class_policies():
         ProductionPolicy()(p[:, :2])
     with pytest.raises(ValueError, match='unknown policy kind'):
         policy_from_dict(dict(kind='magic'))
+
+
+def test_policies_register_themselves():
+    "`tiers` knows no higher policy; views and ensembles register theirs on import, and so can any module."
+    from cherry_nb.ensemble import DisagreementPolicy
+    from cherry_nb.views import CherryPolicy
+    for pol in (DisagreementPolicy(0.6, 0.9, tau=0.1), CherryPolicy('topk', 0.4, 0.8, k=3)):
+        assert POLICY_CLASSES[pol.to_dict()['kind']] is type(pol) and policy_from_dict(pol.to_dict()) == pol
+
+    @register_policy('always-review')
+    @dataclasses.dataclass(frozen=True)
+    class AlwaysReview:
+        name: str = 'always review'
+        def __call__(self, s): return np.full(len(pit_scores(s)), 'review')
+        def to_dict(self): return dict(kind='always-review', name=self.name)
+    try:
+        back = policy_from_dict(json.loads(json.dumps(AlwaysReview('r').to_dict())))
+        assert back == AlwaysReview('r') and back(np.array([0.1, 0.9])).tolist() == ['review', 'review']
+    finally: del POLICY_CLASSES['always-review']
+    with pytest.raises(ValueError, match='unknown policy kind'): policy_from_dict(dict(kind='always-review'))
 
 
 # ---------------------------------------------------------------- metrics and costs

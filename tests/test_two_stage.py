@@ -6,7 +6,7 @@ from cherry_nb.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest
 from cherry_nb.jobs import TrainJob
 from cherry_nb.two_stage import verify_lineage
-from cherry_nb.mining import mining_scores
+from cherry_nb.recipes import mining_scores
 from cherry_nb.mining import apply_mining, MiningConfig
 from cherry_nb.models import read_artifact_meta
 
