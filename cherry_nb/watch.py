@@ -477,17 +477,18 @@ def watch_summary(w: Watch, path: pd.DataFrame) -> str:
 
 # %% ../nbs/17_watch.ipynb #0343fbfa
 def watch_folder(bundle, src, out_dir, level: float = 0.01, time_col: str | None = None,
-                 progress: bool = True) -> tuple:
+                 progress: bool = True, engine: str = 'auto') -> tuple:
     "Score folder `src` with `bundle` (`deploy.predict_folder`), then watch the scores: (watch, path, files)."
     from cherry_nb.deploy import load_bundle, resolve_bundle, predict_folder, cherry_stream
     b = load_bundle(resolve_bundle(bundle))
-    res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False)
+    res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False,
+                         engine=engine)
     stream = res.predictions if b.unit == 'image' else cherry_stream(res, time_col)   # a cherry bundle: cherries
     return watch_predictions(stream, b, out_dir, level, time_col)
 
 def watch_command(a) -> int:
     "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C]`: 0 quiet, 3 alarm."
     out = Path(a.out) if a.out else Path.cwd() / f"watch-{Path(a.input).expanduser().resolve().stem}"
-    w, path, files = watch_folder(a.bundle, a.input, out, a.level, a.time_col)
+    w, path, files = watch_folder(a.bundle, a.input, out, a.level, a.time_col, engine=getattr(a, 'engine', 'auto'))
     print(watch_summary(w, path)); print(f"watch files: {', '.join(str(f) for f in files.values())}")
     return 3 if w.alarm else 0
