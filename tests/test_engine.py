@@ -84,7 +84,8 @@ def test_per_cherry_onnx_agrees_with_predict_on_a_3_view_folder(setup, rule, tmp
     bad = sorted(line.iterdir())[4]; bad.write_bytes(bad.read_bytes()[:100])          # one view fails to decode
     onnx = export_onnx(cb, tmp_path / 'c.onnx')
     meta = onnx_metadata(onnx)
-    assert meta['graph'] == 'cherry' and meta['cherry_decision']['rule'] == rule and 'inside' in meta['outputs'] + \
+    assert meta["graph"] == "cherry" and meta["cherry_decision"]["rule"] == rule
+    assert "inside" in meta["outputs"] + \
         meta['cherry_decision']['note']
     v = validate_cherry_onnx(cb, onnx, line)
     assert v['ok'], v
