@@ -30,15 +30,15 @@ from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_
                             read_manifest)
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'GROUP_RULES',
-           'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'ENGINES', 'canonical_json', 'leaf_digests', 'tensor_digest',
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'ENGINES',
+           'GROUP_RULES', 'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
            'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
            'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
-           'load_bundle', 'resolve_bundle', 'read_inputs', 'torch_runner', 'score_files', 'group_decisions',
-           'FolderPredictions', 'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata',
-           'cherry_aggregate', 'CherryDecisionModule', 'ort_session', 'validate_onnx', 'export_onnx', 'cherry_batches',
-           'validate_cherry_onnx', 'resolve_engine', 'engine_graph', 'onnx_runner', 'scorer', 'predict_command',
-           'cherry_stream', 'export_command']
+           'load_bundle', 'resolve_bundle', 'read_inputs', 'torch_runner', 'resolve_engine', 'scorer', 'score_files',
+           'group_decisions', 'FolderPredictions', 'metrics_text', 'report_text', 'predict_folder', 'onnx_props',
+           'onnx_metadata', 'cherry_aggregate', 'CherryDecisionModule', 'ort_session', 'validate_onnx', 'export_onnx',
+           'cherry_batches', 'validate_cherry_onnx', 'engine_graph', 'onnx_runner', 'predict_command', 'cherry_stream',
+           'export_command']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -493,7 +493,7 @@ def _to_batch(b: Bundle, images) -> torch.Tensor:
             raise ValueError(f"Bundle.predict: images are {x.shape[-2]}x{x.shape[-1]} but this bundle takes {h}x{w}; "
                              f"give file paths or PIL images to have them brought to {h}x{w} as in training "
                              f"(shorter side to {h}, centre crop, bicubic: data.load_image(path, {h}))")
-        return x
+        return x.contiguous()        # one memory layout: the same scores as from files, bit for bit
     if isinstance(images, (str, os.PathLike, bytes, Image.Image)): images = [images]
     images = list(images)
     if not images: raise ValueError("Bundle.predict: no images")
@@ -577,7 +577,7 @@ def read_inputs(src,                    # labelled image folder, unlabelled fold
 def _decode(path, size: int):
     "(uint8 [S,S,3], None) or (None, reason) for one file, decoded as training decodes it."
     try: return load_image(path, size), None
-    except Exception as e: return None, f"cannot decode ({type(e).__name__}: {e})"
+    except Exception as e: return None, f"truncated or corrupt image: cannot decode ({type(e).__name__}: {e})"
 
 def torch_runner(b: Bundle, device: str = 'cpu'):
     "The decision in torch: uint8 numpy [B,3,H,W] -> (p(pit) float32 [B], tier index int64 [B])."
@@ -586,6 +586,25 @@ def torch_runner(b: Bundle, device: str = 'cpu'):
         with torch.inference_mode(): p, t = mod(torch.from_numpy(x).to(dev))
         return p.float().cpu().numpy(), t.cpu().numpy()
     return run
+
+ENGINES = ('auto', 'onnx', 'torch')   # how predict and watch run the decision: 'auto' is onnx where installed
+
+def resolve_engine(engine: str = 'auto', device: str = 'cpu') -> str:
+    "'onnx' or 'torch'. 'auto': onnx on the CPU where onnx, onnxruntime and onnxscript import; 'onnx' needs them."
+    if engine not in ENGINES: raise ValueError(f"engine must be one of {list(ENGINES)}; got {engine!r}")
+    if engine == 'torch' or (engine == 'auto' and device != 'cpu'): return 'torch'
+    if engine == 'onnx' and device != 'cpu': raise ValueError(f"engine 'onnx' runs on the CPU; got device {device!r}")
+    try: import onnx, onnxruntime, onnxscript
+    except ImportError as e:
+        if engine == 'auto': return 'torch'
+        raise ValueError(f"engine 'onnx' needs onnx, onnxruntime and onnxscript ({e}): pip install "
+                          "'cherry_nb[export]', or use engine 'torch' (--engine torch)") from None
+    return 'onnx'
+
+def scorer(b: Bundle, engine: str = 'auto', device: str = 'cpu', paths=(), cache_dir=None) -> tuple:
+    "(runner: uint8 numpy [B,3,H,W] -> (p(pit), tier index), the engine used: 'onnx' or 'torch')."
+    e = resolve_engine(engine, device)
+    return (onnx_runner(b, paths, cache_dir) if e == 'onnx' else torch_runner(b, device)), e
 
 def score_files(b: Bundle,              # the decision
                 paths: list,            # image files
@@ -879,7 +898,8 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
                    batch_size: int = 64,       # images per forward pass
                    workers: int = 2,           # threads that check and decode files
                    device: str = 'cpu',        # where the decision runs
-                   check: str = 'decode',      # how files are checked first: 'decode' (finds truncation) or 'header'
+                   check: str = 'header',      # how files are checked before scoring: 'header' (scoring then finds
+                                               # truncation, as it decodes every file) or 'decode' (decodes twice)
                    progress: bool = True,      # progress bars
                    verbose: bool = True,       # print the report
                    keep: tuple = (),           # input columns to carry into predictions.csv (e.g. a time column)
@@ -1112,20 +1132,6 @@ def validate_cherry_onnx(bundle,          # a per-cherry Bundle or bundle folder
 
 
 # %% ../nbs/16_deploy.ipynb #e23c0004
-ENGINES = ('auto', 'onnx', 'torch')   # how predict and watch run the decision: 'auto' is onnx where installed
-
-def resolve_engine(engine: str = 'auto', device: str = 'cpu') -> str:
-    "'onnx' or 'torch'. 'auto': onnx on the CPU where onnx, onnxruntime and onnxscript import; 'onnx' needs them."
-    if engine not in ENGINES: raise ValueError(f"engine must be one of {list(ENGINES)}; got {engine!r}")
-    if engine == 'torch' or (engine == 'auto' and device != 'cpu'): return 'torch'
-    if engine == 'onnx' and device != 'cpu': raise ValueError(f"engine 'onnx' runs on the CPU; got device {device!r}")
-    try: import onnx, onnxruntime, onnxscript
-    except ImportError as e:
-        if engine == 'auto': return 'torch'
-        raise ValueError(f"engine 'onnx' needs onnx, onnxruntime and onnxscript ({e}): pip install "
-                          "'cherry_nb[export]', or use engine 'torch' (--engine torch)") from None
-    return 'onnx'
-
 def engine_graph(b: Bundle, cache_dir=None) -> Path:
     "The bundle's per-image (per-view) ONNX graph, exported once per digest and library versions into `cache_dir`."
     import onnxruntime as ort
@@ -1149,10 +1155,6 @@ def onnx_runner(b: Bundle, paths=(), cache_dir=None, threads: int | None = None)
     sess = ort_session(path, threads)
     return lambda x: tuple(sess.run(['p_pit', 'tier'], {'images': x}))
 
-def scorer(b: Bundle, engine: str = 'auto', device: str = 'cpu', paths=(), cache_dir=None) -> tuple:
-    "(runner: uint8 numpy [B,3,H,W] -> (p(pit), tier index), the engine used: 'onnx' or 'torch')."
-    e = resolve_engine(engine, device)
-    return (onnx_runner(b, paths, cache_dir) if e == 'onnx' else torch_runner(b, device)), e
 
 # %% ../nbs/16_deploy.ipynb #90da2e94
 def predict_command(a) -> int:
