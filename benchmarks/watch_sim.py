@@ -246,7 +246,8 @@ def stage_power(a):
             early, det = (t <= PRE), (t > PRE) & np.isfinite(t)
             d = t[det] - PRE
             rows.append(dict(monitor=name, shift=shift, false_alarm=_rate_row(early.sum(), len(t)),
-                             detected=_rate_row(det.sum(), len(t)), median_delay=float(np.median(d)) if len(d) else None))
+                             detected=_rate_row(det.sum(), len(t)),
+                             median_delay=float(np.median(d)) if len(d) else None))
         print(f"{shift}: " + ', '.join(f"{r['monitor'].split(' (')[0]} {r['detected']['count']}"
                                        for r in rows[-len(mons):]), flush=True)
     res = dict(info=dict(streams=a.streams, seed=a.seed, pre=PRE, post=POST, new_watch=NEW_WATCH,
@@ -281,8 +282,12 @@ def power_markdown(res) -> str:
         'cherries) or at 0.2% (Bonferroni over the 5 windows: 1% within 1000 cherries, not beyond); Shewhart and '
         'CUSUM limits are fitted to the reference.', '',
         md_table(tab.reset_index()), '',
-        f"False alarms of the two watches in the guarantee's own setting (reference and a {i['pre'] + i['post']}-cherry "
-        "stream a fresh random split of the 5000 unshifted scores):", '', md_table(fa), ''])
+        "False alarms of the two watches in the guarantee's own setting (reference and a "
+        f"{i['pre'] + i['post']}-cherry stream a fresh random split of the 5000 unshifted scores):", '',
+        md_table(fa), ''])
+
+
+def stage_sim(a):
 
     t0 = time.time()
     z = np.load(RESULTS / 'watch_scores.npz', allow_pickle=False)
