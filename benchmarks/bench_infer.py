@@ -11,6 +11,11 @@ Modes (each times one forward pass on a batch already in memory, median of inter
            CPU takes minutes, so by default only atto at batch 32 and 256 is compiled, plus the 224 px anchor)
   onnx     the exported bundle (export_onnx) in onnxruntime (CPU, or CUDA / TensorRT with --gpu)
   overhead what the bundle adds to the model, timed alone: normalising uint8 pixels, temperature, softmax, tiers
+  --e2e N  end to end on N rendered images (128 px brought to 64 px, atto): a bare onnxruntime loop over the exported
+           bundle (PIL decode + resize + run, one batch at a time) against `predict_folder` with engine torch and
+           engine onnx (reading the folder's headers, checking the graph on 64 of its images, decoding two batches
+           ahead in threads, writing the CSVs), in img/s; the ONNX export is cached before the timed runs:
+           python benchmarks/bench_infer.py --e2e 2000
 Random weights (speed does not depend on them). The machine is shared: the load average is printed with the table,
 and modes are interleaved so that their ratios are fair even when the load drifts.
 """
@@ -160,6 +165,38 @@ def line_rate(rows) -> str:
     return '\n'.join(out)
 
 
+def end_to_end(a):
+    "img/s of a bare onnxruntime loop and of predict_folder (torch, onnx) on rendered 128 px images, 64 px bundle."
+    from cherry_nb.synth import render_dataset
+    from cherry_nb.data import load_image
+    from cherry_nb.deploy import predict_folder, engine_graph, ort_session
+    rows, load0 = {}, os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as td:
+        d = Path(td); b = make_bundle('convnextv2_atto', 64, d)
+        root = render_dataset(d / 'imgs', n_train=0, n_val=0, n_test=a.e2e, size=128, workers=2, progress=False)
+        paths = sorted(str(p) for p in Path(root).rglob('*.png'))
+        sess = ort_session(engine_graph(b))              # also warms the cache predict_folder uses
+        def bare():
+            for i in range(0, len(paths), 64):
+                x = np.stack([load_image(p, 64) for p in paths[i:i + 64]]).transpose(0, 3, 1, 2)
+                sess.run(['p_pit', 'tier'], {'images': np.ascontiguousarray(x)})
+        runs = {'bare onnxruntime loop': bare,
+                'predict, engine torch': lambda: predict_folder(b, root, d / 'o1', engine='torch', progress=False,
+                                                                verbose=False),
+                'predict, engine onnx': lambda: predict_folder(b, root, d / 'o2', engine='onnx', progress=False,
+                                                               verbose=False),
+                "predict, engine onnx, check='decode' (decodes twice)": lambda: predict_folder(
+                    b, root, d / 'o3', engine='onnx', check='decode', progress=False, verbose=False)}
+        for rep in range(a.e2e_reps):              # interleaved repetitions: the load drifts on a shared machine
+            for k, f in runs.items():
+                t = time.perf_counter(); f(); rows.setdefault(k, []).append(len(paths) / (time.perf_counter() - t))
+    bare_v = statistics.median(rows['bare onnxruntime loop'])
+    print(f"end to end, {a.e2e} images 128 px -> 64 px, convnextv2_atto, CPU ({os.cpu_count()} cores), load average "
+          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (a shared machine: measured under load)")
+    print('| run | img/s (median of %d) | vs bare onnxruntime loop |\n|---|---|---|' % a.e2e_reps)
+    for k, v in rows.items(): print(f"| {k} | {statistics.median(v):.0f} | {statistics.median(v) / bare_v:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--archs', nargs='+', default=['convnextv2_atto', 'convnextv2_tiny'])
@@ -174,7 +211,10 @@ def main():
     ap.add_argument('--no-anchor', action='store_true', help="skip atto at 224 px, batch 1 (timm's CPU anchor)")
     ap.add_argument('--gpu', action='store_true', help='CUDA: bf16 autocast, channels_last, compile, ORT CUDA/TensorRT')
     ap.add_argument('--json', default=None, help='also write the rows to this JSON file')
+    ap.add_argument('--e2e', type=int, default=0, help='end to end on this many rendered images (see above), only')
+    ap.add_argument('--e2e-reps', type=int, default=3, help='interleaved repetitions of the end-to-end runs')
     a = ap.parse_args()
+    if a.e2e: return end_to_end(a)
     if a.gpu and not torch.cuda.is_available(): raise SystemExit('--gpu: no CUDA device here')
     if a.threads: torch.set_num_threads(a.threads)
     t0, load0 = time.time(), os.getloadavg()

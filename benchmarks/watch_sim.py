@@ -20,6 +20,15 @@ runs/watch-sim/ (both git-ignored). It took 56 minutes on the busy shared 2-core
 - the same streams through windowed KS tests, a Shewhart mean chart and a CUSUM, and the watch's candidate settings,
   ranked by `choose_default`.
 Everything in `sim` is seeded: a rerun on the same scores reproduces the tables exactly.
+
+`power` (scores only, a few minutes on 2 busy cores) compares the old default watch (5-bin histogram bettors), the
+new multi-scale watch (`NEW_WATCH`), a windowed KS test, a Shewhart chart and a CUSUM in the issue's protocol:
+streams of 200 in-distribution cherries, then 800 shifted ones (reference = the calibration split, level 1%).
+Shifts: the simulator's pools, plus milder and gradual ones made at the score level from the same cherries (each
+cherry's logit moved a fraction of the way from its unshifted to its shifted score: `gain~0.9` is 40% of the way
+to `dim-0.5` (exposure x0.75), i.e. about a gain of 0.9; `blur~1.5px` 30% of the way to `blur-0.5` (+5 px motion);
+`... ramp` goes from 0 to 100% over the 800 cherries). It writes benchmarks/results/watch_power.{md,json}:
+  nice -n 5 python benchmarks/watch_sim.py power --streams 200
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -178,7 +187,108 @@ def choose_default(guarantee, delays):
              median_delay_breaking=gm(score[k][2]), within_1000_all=float(np.mean(score[k][1]))) for k in ranked])
 
 
+NEW_WATCH = dict(betting='multiscale', bins=16, concentrations=(1, 8), discounts=(1.0, 0.99))
+PRE, POST = 200, 800
+
+
+def _interp(a, b, lam):
+    "Scores a fraction `lam` of the way from `a` to `b` in logit space (the same cherries)."
+    from scipy.special import expit, logit
+    e = 1e-6; la, lb = logit(np.clip(a, e, 1 - e)), logit(np.clip(b, e, 1 - e))
+    return expit((1 - lam) * la + lam * lb)
+
+
+def power_streams(z, S, rng):
+    "name -> streams [S, PRE + POST] (the change at PRE), the simulator's pools and score-level milder / gradual ones."
+    none = z['none_score'].astype(np.float64); n = len(none)
+    pool = lambda k: z[f'{k}_score'].astype(np.float64)
+    fixed = {'gain~0.9': _interp(none, pool('dim-0.5'), 0.4), 'gain~0.8': _interp(none, pool('dim-0.5'), 0.8),
+             'blur~1.5px': _interp(none, pool('blur-0.5'), 0.3), 'blur~3px': _interp(none, pool('blur-0.5'), 0.6)}
+    fixed |= {k: pool(k) for k in [pool_name(*s) for s in SHIFTS]}
+    out = {'none': np.r_[[none[rng.integers(0, n, PRE + POST)] for _ in range(S)]]}
+    for k, p in fixed.items():
+        out[k] = np.concatenate([none[rng.integers(0, n, (S, PRE))], p[rng.integers(0, n, (S, POST))]], 1)
+    ramp = np.r_[np.zeros(PRE), np.linspace(0, 1, POST)]
+    for k, target in (('gain ramp to ~0.75', 'dim-0.5'), ('blur ramp to +5px', 'blur-0.5')):
+        c = rng.integers(0, n, (S, PRE + POST)); out[k] = _interp(none[c], pool(target)[c], ramp[None])
+    return out
+
+
+def power_monitors(cal, level=0.01):
+    "name -> fn(streams [S, T]) -> alarm cherry per stream (NaN: none)."
+    from cherry_nb.watch import watch_alarms, ks_alarms, shewhart_alarms, cusum_alarms, cusum_limit
+    w = lambda kw: lambda st: np.array([watch_alarms(cal, x[None], level=level, seed=i, **kw)[0]
+                                        for i, x in enumerate(st)])
+    h = cusum_limit(cal, PRE + POST, level)
+    return {'watch, old default (histogram, 5 bins)': w({}),
+            'watch, new (multiscale 16 bins, forgetting 0.99)': w(NEW_WATCH),
+            'KS, windows of 200 (level 1% each)': lambda st: ks_alarms(cal, st, 200, level),
+            'KS, windows of 200 (Bonferroni: 1% / 5 windows)': lambda st: ks_alarms(cal, st, 200, level / 5),
+            'Shewhart mean chart (50, 3 sd)': lambda st: shewhart_alarms(cal, st),
+            f'CUSUM (k 0.5, h {h:.2f} for 1% within {PRE + POST})': lambda st: cusum_alarms(cal, st, h=h)}
+
+
+def stage_power(a):
+    t0 = time.time(); z = np.load(RESULTS / 'watch_scores.npz', allow_pickle=False); rng = np.random.default_rng(a.seed)
+    cal = z['calibration_score'].astype(np.float64)
+    streams, mons, rows = power_streams(z, a.streams, rng), power_monitors(cal), []
+    union = np.r_[cal, z['none_score'].astype(np.float64)]               # the guarantee's setting: a fresh split
+    perms = [rng.permutation(len(union)) for _ in range(a.streams)]
+    for name in list(mons)[:2]:
+        kw = {} if 'old' in name else NEW_WATCH
+        from cherry_nb.watch import Watch
+        t = [Watch(union[p[:N_CAL]], level=0.01, seed=i, **kw).update(union[p[N_CAL:N_CAL + PRE + POST]])['alarm_at']
+             for i, p in enumerate(perms)]
+        rows.append(dict(monitor=name, shift='none, fresh split', **_rate_row(sum(x is not None for x in t), len(t))))
+    for shift, st in streams.items():
+        for name, fn in mons.items():
+            t = fn(st); t = np.where(np.isnan(t), np.inf, t)
+            early, det = (t <= PRE), (t > PRE) & np.isfinite(t)
+            d = t[det] - PRE
+            rows.append(dict(monitor=name, shift=shift, false_alarm=_rate_row(early.sum(), len(t)),
+                             detected=_rate_row(det.sum(), len(t)),
+                             median_delay=float(np.median(d)) if len(d) else None))
+        print(f"{shift}: " + ', '.join(f"{r['monitor'].split(' (')[0]} {r['detected']['count']}"
+                                       for r in rows[-len(mons):]), flush=True)
+    res = dict(info=dict(streams=a.streams, seed=a.seed, pre=PRE, post=POST, new_watch=NEW_WATCH,
+                         seconds=round(time.time() - t0), command='nice -n 5 python benchmarks/watch_sim.py power '
+                                                                 f'--streams {a.streams} --seed {a.seed}'), rows=rows)
+    from cherry_nb.core import atomic_write_json, atomic_write
+    atomic_write_json(RESULTS / 'watch_power.json', res); atomic_write(RESULTS / 'watch_power.md', power_markdown(res))
+    print(f"wrote {RESULTS / 'watch_power.md'} in {time.time() - t0:.0f} s")
+
+
+def power_markdown(res) -> str:
+    import pandas as pd
+    from cherry_nb.report import md_table
+    rs = [r for r in res['rows'] if 'detected' in r]
+    delay = lambda r: '-' if r['median_delay'] is None else f"{r['median_delay']:.0f}"
+    cell = lambda r: f"{100 * r['detected']['rate']:.1f}% / {delay(r)} / {100 * r['false_alarm']['rate']:.1f}%"
+    tab = pd.DataFrame([dict(shift=r['shift'], monitor=r['monitor'], v=cell(r)) for r in rs])
+    tab = tab.pivot(index='shift', columns='monitor', values='v').reindex(list(dict.fromkeys(r['shift'] for r in rs)))
+    tab = tab[list(dict.fromkeys(r['monitor'] for r in rs))]; tab.columns.name = None
+    fa = pd.DataFrame([dict(monitor=r['monitor'], alarmed=f"{r['count']} ({100 * r['rate']:.1f}%, "
+                                                          f"{100 * r['lo']:.1f}-{100 * r['hi']:.1f}%)")
+                       for r in res['rows'] if 'detected' not in r])
+    i = res['info']
+    return '\n'.join([
+        '# Watch power: old and new watch against KS, Shewhart and CUSUM', '',
+        f"Command: `{i['command']}` ({i['seconds']} s; scores from benchmarks/results/watch_scores.npz). "
+        f"{i['streams']} streams per shift: {i['pre']} in-distribution cherries, then {i['post']} shifted ones; "
+        "reference = the calibration split (2000 scores); level 1%. New watch: " + json.dumps(i['new_watch']) + '.',
+        '', 'Each cell: detected after the change within the stream / median delay after the change (detected '
+        'streams) / false alarms (an alarm before the change); in the row `none` every alarm is false. Only the two '
+        'watches are anytime-valid (level 1% over an unbounded stream); KS tests each window at 1% (5 looks in 1000 '
+        'cherries) or at 0.2% (Bonferroni over the 5 windows: 1% within 1000 cherries, not beyond); Shewhart and '
+        'CUSUM limits are fitted to the reference.', '',
+        md_table(tab.reset_index()), '',
+        "False alarms of the two watches in the guarantee's own setting (reference and a "
+        f"{i['pre'] + i['post']}-cherry stream a fresh random split of the 5000 unshifted scores):", '',
+        md_table(fa), ''])
+
+
 def stage_sim(a):
+
     t0 = time.time()
     z = np.load(RESULTS / 'watch_scores.npz', allow_pickle=False)
     info = json.loads(str(z['info'])); rng = np.random.default_rng(a.seed)
@@ -240,7 +350,7 @@ def markdown(res) -> str:
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('stage', choices=['scores', 'sim'])
+    ap.add_argument('stage', choices=['scores', 'sim', 'power'])
     ap.add_argument('--arch', default='convnextv2_atto')
     ap.add_argument('--epochs', type=int, default=15)
     ap.add_argument('--workers', type=int, default=2)
@@ -250,4 +360,5 @@ if __name__ == '__main__':
     a = ap.parse_args()
     RESULTS = Path(a.results)
     if a.stage == 'scores': stage_scores(a)
+    elif a.stage == 'power': stage_power(a)
     else: stage_sim(a)

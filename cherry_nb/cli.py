@@ -216,6 +216,8 @@ def _deploy_parsers(sub):
     for p in (d, w):
         p.add_argument('--level', type=float, default=0.01, help='false-alarm probability of the watch')
         p.add_argument('--time-col', default=None, help='arrival-time column of the input (default: file order)')
+        p.add_argument('--engine', default='auto', choices=('auto', 'onnx', 'torch'),
+                       help='run the decision in onnxruntime (auto: where installed) or torch')
     x = sub.add_parser('export', help="export a decision bundle (or a run folder's default bundle) to ONNX")
     x.add_argument('bundle'); x.add_argument('--onnx', required=True, help='the .onnx file to write')
     x.add_argument('--check', default=None, help='an image folder to validate onnxruntime against torch on')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_deploy.ipynb #16e6d9ce
 from __future__ import annotations
-import contextlib, datetime, hashlib, io, json, math, os, re, shutil, tempfile, warnings
+import collections, contextlib, datetime, hashlib, io, json, math, os, re, shutil, tempfile, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -31,13 +31,15 @@ from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_
                             read_manifest)
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'GROUP_RULES',
-           'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'ENGINES',
+           'GROUP_RULES', 'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
            'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
            'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
            'load_bundle', 'check_pinned', 'read_signature', 'check_signed', 'sign_bundle', 'resolve_bundle',
-           'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions', 'metrics_text', 'report_text',
-           'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx', 'export_onnx']
+           'read_inputs', 'torch_runner', 'resolve_engine', 'scorer', 'score_files', 'group_decisions',
+           'FolderPredictions', 'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata',
+           'cherry_aggregate', 'CherryDecisionModule', 'ort_session', 'validate_onnx', 'export_onnx', 'cherry_batches',
+           'validate_cherry_onnx', 'engine_graph', 'onnx_runner']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -502,7 +504,7 @@ def _to_batch(b: Bundle, images) -> torch.Tensor:
             raise ValueError(f"Bundle.predict: images are {x.shape[-2]}x{x.shape[-1]} but this bundle takes {h}x{w}; "
                              f"give file paths or PIL images to have them brought to {h}x{w} as in training "
                              f"(shorter side to {h}, centre crop, bicubic: data.load_image(path, {h}))")
-        return x
+        return x.contiguous()        # one memory layout: the same scores as from files, bit for bit
     if isinstance(images, (str, os.PathLike, bytes, Image.Image)): images = [images]
     images = list(images)
     if not images: raise ValueError("Bundle.predict: no images")
@@ -621,34 +623,64 @@ def read_inputs(src,                    # labelled image folder, unlabelled fold
 def _decode(path, size: int):
     "(uint8 [S,S,3], None) or (None, reason) for one file, decoded as training decodes it."
     try: return load_image(path, size), None
-    except Exception as e: return None, f"cannot decode ({type(e).__name__}: {e})"
+    except Exception as e: return None, f"truncated or corrupt image: cannot decode ({type(e).__name__}: {e})"
+
+def torch_runner(b: Bundle, device: str = 'cpu'):
+    "The decision in torch: uint8 numpy [B,3,H,W] -> (p(pit) float32 [B], tier index int64 [B])."
+    dev = get_device(device); mod = b.module().to(dev)
+    def run(x: np.ndarray) -> tuple:
+        with torch.inference_mode(): p, t = mod(torch.from_numpy(x).to(dev))
+        return p.float().cpu().numpy(), t.cpu().numpy()
+    return run
+
+ENGINES = ('auto', 'onnx', 'torch')   # how predict and watch run the decision: 'auto' is onnx where installed
+
+def resolve_engine(engine: str = 'auto', device: str = 'cpu') -> str:
+    "'onnx' or 'torch'. 'auto': onnx on the CPU where onnx, onnxruntime and onnxscript import; 'onnx' needs them."
+    if engine not in ENGINES: raise ValueError(f"engine must be one of {list(ENGINES)}; got {engine!r}")
+    if engine == 'torch' or (engine == 'auto' and device != 'cpu'): return 'torch'
+    if engine == 'onnx' and device != 'cpu': raise ValueError(f"engine 'onnx' runs on the CPU; got device {device!r}")
+    try: import onnx, onnxruntime, onnxscript
+    except ImportError as e:
+        if engine == 'auto': return 'torch'
+        raise ValueError(f"engine 'onnx' needs onnx, onnxruntime and onnxscript ({e}): pip install "
+                          "'cherry_nb[export]', or use engine 'torch' (--engine torch)") from None
+    return 'onnx'
+
+def scorer(b: Bundle, engine: str = 'auto', device: str = 'cpu', paths=(), cache_dir=None) -> tuple:
+    "(runner: uint8 numpy [B,3,H,W] -> (p(pit), tier index), the engine used: 'onnx' or 'torch')."
+    e = resolve_engine(engine, device)
+    return (onnx_runner(b, paths, cache_dir) if e == 'onnx' else torch_runner(b, device)), e
 
 def score_files(b: Bundle,              # the decision
                 paths: list,            # image files
                 batch_size: int = 64,   # images per forward pass
-                workers: int = 2,       # decoding threads (they decode one batch ahead of the model)
-                device: str = 'cpu',    # where the decision runs
+                workers: int = 2,       # decoding threads (they decode `ahead` batches ahead of the model)
+                device: str = 'cpu',    # where the decision runs (torch runner)
                 progress: bool = True,  # show a progress bar
+                runner=None,            # uint8 numpy [B,3,H,W] -> (p, tier index), e.g. `scorer`'s; None: torch
+                ahead: int = 2,         # batches decoded ahead of the model
                ) -> tuple[np.ndarray, np.ndarray, list]:
     "(p(pit) [N] (NaN where a file failed), tier index [N] (-1 there), failures [(path, reason)])."
     size, n = b.input_size[0], len(paths)
-    dev = get_device(device); mod = b.module().to(dev)
+    run = runner or torch_runner(b, device)
     p, t, failed = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64), []
-    chunks = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
-    with ThreadPoolExecutor(max(1, workers)) as ex, torch.inference_mode(), \
+    chunks = collections.deque([list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)])
+    with ThreadPoolExecutor(max(1, workers)) as ex, \
          tqdm(total=n, desc=f'scoring at {size}px', disable=not progress, leave=False) as bar:
-        submit = lambda idx: [ex.submit(_decode, paths[i], size) for i in idx]
-        nxt = submit(chunks[0]) if chunks else []
-        for k, idx in enumerate(chunks):
-            res = [f.result() for f in nxt]
-            nxt = submit(chunks[k + 1]) if k + 1 < len(chunks) else []
+        queue = collections.deque()
+        while chunks or queue:
+            while chunks and len(queue) <= ahead:
+                idx = chunks.popleft(); queue.append((idx, [ex.submit(_decode, paths[i], size) for i in idx]))
+            idx, futs = queue.popleft(); res = [f.result() for f in futs]
             ok = [i for i, (a, _) in zip(idx, res) if a is not None]
             failed += [(str(paths[i]), why) for i, (a, why) in zip(idx, res) if a is None]
             if ok:
-                x = torch.from_numpy(np.stack([a for a, _ in res if a is not None])).permute(0, 3, 1, 2)
-                pp, tt = mod(x.to(dev)); p[ok], t[ok] = pp.float().cpu().numpy(), tt.cpu().numpy()
+                x = np.ascontiguousarray(np.stack([a for a, _ in res if a is not None]).transpose(0, 3, 1, 2))
+                p[ok], t[ok] = run(x)
             bar.update(len(idx))
     return p, t, failed
+
 
 # %% ../nbs/16_deploy.ipynb #96f1f10b
 GROUP_RULES = {'most-severe': "a group takes the most severe tier among its images (any reject -> reject, "
@@ -912,10 +944,12 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
                    batch_size: int = 64,       # images per forward pass
                    workers: int = 2,           # threads that check and decode files
                    device: str = 'cpu',        # where the decision runs
-                   check: str = 'decode',      # how files are checked first: 'decode' (finds truncation) or 'header'
+                   check: str = 'header',      # how files are checked before scoring: 'header' (scoring then finds
+                                               # truncation, as it decodes every file) or 'decode' (decodes twice)
                    progress: bool = True,      # progress bars
                    verbose: bool = True,       # print the report
                    keep: tuple = (),           # input columns to carry into predictions.csv (e.g. a time column)
+                   engine: str = 'auto',       # 'auto' (onnxruntime where installed), 'onnx' or 'torch' (`ENGINES`)
                   ) -> FolderPredictions:
     "Score every image of `src` with a bundle; write predictions and per-group (per-cherry) decisions; skip bad files."
     b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
@@ -928,11 +962,12 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
         if c and c not in df.columns: raise ValueError(f"{'group column' if c == group_col else 'column'} {c!r} not "
                                                        f"in the input {src}; it has {list(df.columns)}")
     _check_units(b, df, src, group_col, f"group pattern '{pat.pattern}'" if pat else f"group_col {group_col!r}")
-    p, t, failed = score_files(b, list(df['path']), batch_size, workers, device, progress)
+    run, used = scorer(b, engine, device, list(df['path']))
+    p, t, failed = score_files(b, list(df['path']), batch_size, workers, device, progress, run)
     preds, groups, m, gm = _decide(b, df, p, t, group_col, group_rule, pat, keep)
     skipped = pd.DataFrame(list(df.attrs.get('skipped', [])) + failed, columns=['path', 'reason'])
     res = FolderPredictions(out_dir, preds, groups, skipped, m, gm, {})
-    res.summary = _summary(b, src, df, res, group_col, group_rule, pat.pattern if pat else None)
+    res.summary = _summary(b, src, df, res, group_col, group_rule, pat.pattern if pat else None) | dict(engine=used)
     _write(res)
     if verbose: print(report_text(res))
     return res
@@ -940,27 +975,33 @@ def predict_folder(bundle,                     # a Bundle, a bundle folder, or a
 # %% ../nbs/16_deploy.ipynb #6c8d6a17
 ONNX_TOL = 1e-4     # the largest p(pit) difference accepted between onnxruntime and torch
 
-def _cherry_onnx_props(pol: dict) -> dict:
-    "A per-cherry bundle's graph scores views; how a cherry's decision follows from them goes into the metadata."
-    return {'cherry_nb.outputs': "p_pit: calibrated p(pit) of each view, float32 [batch]; tier: int64 [batch], that "
-                                 "ONE view against the cherry thresholds (0 accept, 1 review, 2 reject): NOT the "
-                                 "decision",
+def _cherry_onnx_props(pol: dict, h: int, w: int) -> dict:
+    "A per-cherry graph takes a cherry's views and decides the cherry: its I/O and the rule inside it."
+    return {'cherry_nb.graph': 'cherry',
+            'cherry_nb.input': f"images: uint8 RGB [cherries, views, 3, {h}, {w}], each view brought to {h}x{w} as "
+                               "in training (data.load_image); valid: bool [cherries, views], False for a padding "
+                               "slot or a view that failed to decode",
+            'cherry_nb.outputs': "p_pit: the cherry's score, float64 [cherries]: the rule over the calibrated p(pit) "
+                                 "of its valid views (NaN: none valid); tier: int64 [cherries], the cherry's decision "
+                                 "(0 accept, 1 review, 2 reject)",
             'cherry_nb.cherry_decision': canonical_json(dict(
                 {k: pol[k] for k in ('rule', 'k', 'min_views', 'review', 'reject')}, rule_text=RULES[pol['rule']],
-                note="the decision is per cherry and is made outside this graph: score = the rule over the p_pit of "
-                     "the cherry's scored views; accept if score < review, reject if score >= reject, else review; a "
-                     "cherry with fewer than min_views scored views goes to review"))}
+                note="the decision is made inside this graph: score = the rule over the p_pit of the cherry's valid "
+                     "views; accept if score < review, reject if score >= reject, else review; a cherry with fewer "
+                     "than min_views valid views goes to review"))}
 
-def onnx_props(b: Bundle) -> dict:
+def onnx_props(b: Bundle, graph: str = 'auto') -> dict:
     "The ONNX metadata_props of a bundle's export: digest, decision, certificate, lineage and the I/O contract."
     d = b.decision; h, w = b.input_size
-    cherry = _cherry_onnx_props(d['policy']) if b.unit == 'cherry' else {}
+    cherry = _cherry_onnx_props(d['policy'], h, w) if _graph_of(b, graph) == 'cherry' else {}
     return {'cherry_nb.bundle_digest': b.digest, 'cherry_nb.format': f'{BUNDLE_FORMAT}/{BUNDLE_VERSION}',
             'cherry_nb.method': d['method'], 'cherry_nb.unit': d['unit'],
             'cherry_nb.input': f"images: uint8 RGB [batch, 3, {h}, {w}], brought to {h}x{w} as in training "
                                f"({d['preprocess']['resize']}, {d['preprocess']['interpolation']}: data.load_image)",
             'cherry_nb.outputs': 'p_pit: calibrated p(pit), float32 [batch]; '
-                                 'tier: int64 [batch], 0 accept, 1 review, 2 reject',
+                                 'tier: int64 [batch], 0 accept, 1 review, 2 reject' + (
+                                     ' (one view against the cherry thresholds: NOT the cherry decision)'
+                                     if b.unit == 'cherry' else ''), 'cherry_nb.graph': 'image',
             **{f'cherry_nb.{k}': canonical_json(d[k]) for k in ('preprocess', 'calibration', 'policy', 'certificate',
                                                                 'lineage')},
             'cherry_nb.decision': canonical_json(d), 'cherry_nb.version': cherry_nb.__version__, **cherry}
@@ -984,53 +1025,182 @@ def _need_onnx():
         raise ImportError(f"ONNX export needs onnx, onnxruntime and onnxscript ({e}): "
                           "pip install 'cherry_nb[export]'") from None
 
+# %% ../nbs/16_deploy.ipynb #e23c0001
+def cherry_aggregate(p: torch.Tensor,      # view scores [C, V] (float64)
+                     valid: torch.Tensor,  # bool [C, V]: the views that count (False: padding or a failed view)
+                     rule: str, k: int = 2, # the aggregation rule (`views.RULES`) and topk's k
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "(score [C], valid views [C]) of each cherry by `rule`, as `views.cherry_scores` computes it; NaN: no valid view."
+    n = valid.sum(1)
+    if rule == 'max': s = torch.where(valid, p, -1.0).amax(1)
+    elif rule == 'mean': s = torch.where(valid, p, 0.0).sum(1) / n.clamp_min(1)
+    elif rule == 'topk':        # padded by k slots, so that k never exceeds the views given
+        top = torch.topk(nn.functional.pad(torch.where(valid, p, -1.0), (0, k), value=-1.0), k, dim=1).values
+        s = top.clamp_min(0).sum(1) / n.clamp(1, k)
+    elif rule == 'noisy_or': s = 1 - torch.exp(torch.where(valid, torch.log1p(-p), 0.0).sum(1))
+    else: raise ValueError(f"unknown aggregation rule {rule!r}; choose one of {list(RULES)}")
+    return torch.where(n > 0, s, torch.nan), n
+
+class CherryDecisionModule(nn.Module):
+    "uint8 views [C,V,3,H,W] + valid [C,V] -> (cherry score float64 [C], cherry tier int64 [C]): the rule inside."
+    def __init__(self, views: DecisionModule, policy: dict):
+        super().__init__()
+        self.views, self.rule, self.k = views, policy['rule'], int(policy.get('k', 2))
+        self.review, self.reject = float(policy['review']), float(policy['reject'])
+        self.min_views = int(policy.get('min_views', 1))
+
+    def forward(self, images: torch.Tensor, valid: torch.Tensor):
+        c, v = images.shape[0], images.shape[1]
+        p, _ = self.views(images.flatten(0, 1))
+        s, n = cherry_aggregate(p.double().reshape(c, v), valid, self.rule, self.k)
+        t = (s >= self.review).long() + (s >= self.reject).long()      # NaN compares False: then min_views decides
+        return s, torch.where(n < self.min_views, 1, t)
+
+def _graph_of(b: Bundle, graph: str) -> str:
+    "'image' (the per-view / per-image graph) or 'cherry' (a per-cherry bundle's whole decision)."
+    if graph not in ('auto', 'image', 'cherry'):
+        raise ValueError(f"graph must be 'auto', 'image' or 'cherry'; got {graph!r}")
+    if graph == 'cherry' and b.unit != 'cherry': raise ValueError("graph='cherry' needs a per-cherry bundle")
+    return b.unit if graph == 'auto' else graph
+
+
 # %% ../nbs/16_deploy.ipynb #0f8e02e5
+def ort_session(path, threads: int | None = None):
+    "An onnxruntime CPU session that does not spin while it waits (decoding threads share the cores)."
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.inter_op_num_threads = 1
+    if threads: so.intra_op_num_threads = int(threads)
+    so.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+
 def validate_onnx(bundle,                # a Bundle or bundle folder
-                  path,                  # the exported .onnx file
+                  path,                  # the exported .onnx file (a per-image graph: `graph='image'`)
                   images=None,           # uint8 [N,3,H,W] (or paths); None: 64 seeded random images
                   batch_size: int = 64,  # images per onnxruntime run (the last batch is smaller: dynamic batch)
                  ) -> dict:
     "onnxruntime against the torch bundle: n, the largest p(pit) difference, tier agreement and each disagreement."
-    _need_onnx(); import onnxruntime as ort
+    _need_onnx()
     b = _as_bundle(bundle); h, w = b.input_size
     if images is None:
         images = torch.randint(0, 256, (64, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     x = _to_batch(b, images); ref = b.predict(x)
-    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    sess = ort_session(path)
     outs = [sess.run(['p_pit', 'tier'], {'images': x[i:i + batch_size].numpy()}) for i in range(0, len(x), batch_size)]
     p = np.concatenate([o[0] for o in outs]); t = np.asarray(TIERS)[np.concatenate([o[1] for o in outs])]
-    bad = np.flatnonzero(t != ref.tiers)
-    return dict(n=len(x), max_abs_diff=float(np.abs(p - ref.p_pit).max()), tiers_agree=int(len(x) - len(bad)),
-                disagreements=[dict(index=int(i), p_torch=float(ref.p_pit[i]), p_onnx=float(p[i]),
-                                    tier_torch=str(ref.tiers[i]), tier_onnx=str(t[i])) for i in bad],
-                ok=bool(np.abs(p - ref.p_pit).max() <= ONNX_TOL and not len(bad)))
+    return _agreement(p, ref.p_pit, t, ref.tiers)
+
+def _agreement(p, p_ref, t, t_ref) -> dict:
+    "n, largest |p - p_ref| (NaN equal to NaN), tier agreement, each disagreement, ok."
+    p, p_ref = np.asarray(p, np.float64), np.asarray(p_ref, np.float64)
+    d = np.where(np.isnan(p) & np.isnan(p_ref), 0.0, np.abs(p - p_ref)); d = np.where(np.isnan(d), np.inf, d)
+    bad = np.flatnonzero(np.asarray(t) != np.asarray(t_ref)); mx = float(d.max()) if len(d) else 0.0
+    return dict(n=len(p), max_abs_diff=mx, tiers_agree=int(len(p) - len(bad)),
+                disagreements=[dict(index=int(i), p_torch=float(p_ref[i]), p_onnx=float(p[i]),
+                                    tier_torch=str(t_ref[i]), tier_onnx=str(t[i])) for i in bad],
+                ok=bool(mx <= ONNX_TOL and not len(bad)))
+
+def _export_graph(mod: nn.Module, example: tuple, names: tuple, dynamic: tuple, path: Path, opset):
+    "torch.onnx.export (dynamo) of `mod` into an onnx ModelProto, quietly."
+    import onnx
+    with tempfile.TemporaryDirectory() as td, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter('ignore')
+        torch.onnx.export(mod, example, str(Path(td) / 'm.onnx'), dynamo=True, external_data=False, optimize=True,
+                          input_names=list(names[0]), output_names=list(names[1]), dynamic_shapes=dynamic,
+                          opset_version=opset)
+        return onnx.load(str(Path(td) / 'm.onnx'))
 
 def export_onnx(bundle,                  # a Bundle, bundle folder or run folder
                 out_path,                # the .onnx file to write (atomically)
                 check_images=None,       # images to validate on (uint8 [N,3,H,W] or paths); None: 64 random images
                 check: bool = True,      # validate with onnxruntime and refuse a graph that disagrees
                 opset: int | None = None, # ONNX opset (None: the exporter's default)
+                graph: str = 'auto',     # 'auto': the bundle's unit; 'image': per image (a cherry bundle: per view);
+                                         # 'cherry': a per-cherry bundle's decision, views [C,V,3,H,W] -> cherry
                ) -> Path:
     "Export the decision (uint8 images -> calibrated p(pit), tier) to ONNX; certificate and lineage in its metadata."
-    # a per-cherry bundle exports its per-view part; the rule that decides a cherry is in the metadata
     _need_onnx(); import onnx
     b = _as_bundle(bundle); h, w = b.input_size; out_path = Path(out_path).expanduser().absolute()
-    mod = b.module().cpu().eval()
-    example = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    with tempfile.TemporaryDirectory() as td, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter('ignore')
-        torch.onnx.export(mod, (example,), str(Path(td) / 'm.onnx'), dynamo=True, external_data=False, optimize=True,
-                          input_names=['images'], output_names=['p_pit', 'tier'], dynamic_shapes=({0: 'batch'},),
-                          opset_version=opset)
-        model = onnx.load(str(Path(td) / 'm.onnx'))
-    onnx.helper.set_model_props(model, onnx_props(b))
-    model.doc_string = f"cherry_nb decision bundle {b.digest} ({b.method})"
+    g, mod = _graph_of(b, graph), b.module().cpu().eval()
+    ex = torch.randint(0, 256, (2, 3, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    if g == 'cherry':
+        model = _export_graph(CherryDecisionModule(mod, b.decision['policy']).eval(),
+                              (ex, torch.ones(2, 3, dtype=torch.bool)), (['images', 'valid'], ['p_pit', 'tier']),
+                              ({0: 'cherries', 1: 'views'}, {0: 'cherries', 1: 'views'}), out_path, opset)
+    else: model = _export_graph(mod, (ex[:, 0],), (['images'], ['p_pit', 'tier']), ({0: 'batch'},), out_path, opset)
+    onnx.helper.set_model_props(model, onnx_props(b, g))
+    model.doc_string = f"cherry_nb decision bundle {b.digest} ({b.method}, {g} graph)"
     onnx.checker.check_model(model)
     atomic_write(out_path, model.SerializeToString())
     if check:
-        v = validate_onnx(b, out_path, check_images)
+        v = validate_onnx(b, out_path, check_images) if g == 'image' else _check_cherry_graph(b, out_path)
         if not v['ok']: raise ValueError(f"{out_path}: the ONNX graph disagrees with the torch bundle: {v}")
     return out_path
+
+
+# %% ../nbs/16_deploy.ipynb #e23c0002
+def _check_cherry_graph(b: Bundle, path, n: int = 16, views: int = 4) -> dict:
+    "The per-cherry graph against the torch module on seeded random cherries, some views invalid."
+    h, w = b.input_size; gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, views, 3, h, w), dtype=torch.uint8, generator=gen)
+    valid = torch.rand(n, views, generator=gen) > 0.25; valid[0] = False
+    with torch.inference_mode(): p, t = CherryDecisionModule(b.module().cpu(), b.decision['policy'])(x, valid)
+    po, to = ort_session(path).run(['p_pit', 'tier'], {'images': x.numpy(), 'valid': valid.numpy()})
+    return _agreement(po, p.numpy(), np.asarray(TIERS)[to], np.asarray(TIERS)[t.numpy()])
+
+def cherry_batches(b: Bundle, groups: pd.DataFrame, preds: pd.DataFrame, col: str, batch: int = 32):
+    "Yield (images uint8 [C,V,3,H,W], valid [C,V]) per `batch` cherries of `groups[col]`, from their scored views."
+    size = b.input_size[0]; by = preds.groupby(preds[col].astype(str)).path.apply(list)
+    ids = groups[col].astype(str).tolist()
+    for i in range(0, len(ids), batch):
+        files = [by.get(c, []) for c in ids[i:i + batch]]; v = max(1, max(map(len, files)))
+        x = np.zeros((len(files), v, 3, size, size), np.uint8); valid = np.zeros((len(files), v), bool)
+        for j, fs in enumerate(files):
+            for k, f in enumerate(fs): x[j, k] = load_image(f, size).transpose(2, 0, 1); valid[j, k] = True
+        yield x, valid
+
+def validate_cherry_onnx(bundle,          # a per-cherry Bundle or bundle folder
+                         path,            # its per-cherry .onnx file (`export_onnx(..., graph='cherry')`)
+                         src,             # a grouped folder (views named <cherry>_v<k>, or with group_col/pattern)
+                         max_cherries: int | None = 256, # validate on the first cherries only (None: all)
+                         **kwargs,        # predict_folder's grouping: group_col, group_pattern
+                        ) -> dict:
+    "onnxruntime's per-cherry graph against `predict_folder` (torch) on a grouped folder: cherry scores and tiers."
+    _need_onnx(); b = _as_bundle(bundle)
+    if b.unit != 'cherry': raise ValueError("validate_cherry_onnx needs a per-cherry bundle (use validate_onnx)")
+    with tempfile.TemporaryDirectory() as td:
+        res = predict_folder(b, src, Path(td) / 'out', engine='torch', progress=False, verbose=False, **kwargs)
+    col, g = res.summary['group_col'], res.groups.iloc[:max_cherries]
+    sess = ort_session(path)
+    outs = [sess.run(['p_pit', 'tier'], {'images': x, 'valid': v})
+            for x, v in cherry_batches(b, g, res.predictions, col)]
+    p = np.concatenate([o[0] for o in outs]); t = np.asarray(TIERS)[np.concatenate([o[1] for o in outs])]
+    return _agreement(p, g['score'].to_numpy(), t, g['tier'].to_numpy()) | dict(cherries=g[col].astype(str).tolist())
+
+
+# %% ../nbs/16_deploy.ipynb #e23c0004
+def engine_graph(b: Bundle, cache_dir=None) -> Path:
+    "The bundle's per-image (per-view) ONNX graph, exported once per digest and library versions into `cache_dir`."
+    import onnxruntime as ort
+    d = Path(cache_dir or Path(tempfile.gettempdir()) / 'cherry_nb-onnx').expanduser().absolute()
+    if d == b.path.absolute() or b.path.absolute() in d.parents:
+        raise ValueError(f"cache_dir {d} lies in the bundle folder {b.path}: a bundle holds only what it lists")
+    key = hashlib.sha256(f"{b.digest} {cherry_nb.__version__} {torch.__version__} {ort.__version__}".encode())
+    path = d / f"{b.digest[:16]}-{key.hexdigest()[:16]}.onnx"
+    if not path.is_file() or onnx_metadata(path).get('bundle_digest') != b.digest:
+        d.mkdir(parents=True, exist_ok=True); export_onnx(b, path, check=False, graph='image')
+    return path
+
+def onnx_runner(b: Bundle, paths=(), cache_dir=None, threads: int | None = None):
+    "The decision in onnxruntime, checked first against torch on up to 64 of `paths` (random images if none decode)."
+    path = engine_graph(b, cache_dir); size = b.input_size[0]
+    imgs = [a for a, _ in (_decode(p, size) for p in list(paths)[:64]) if a is not None]
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous() if imgs else None
+    v = validate_onnx(b, path, x)
+    if not v['ok']: raise ValueError(f"the onnxruntime engine disagrees with torch on {v['n']} images (graph {path}): "
+                                     f"max |dp| {v['max_abs_diff']:.2e}, {v['disagreements'][:3]}; use engine 'torch'")
+    sess = ort_session(path, threads)
+    return lambda x: tuple(sess.run(['p_pit', 'tier'], {'images': x}))
+
 
 # %% ../nbs/16_deploy.ipynb #56a35c68
 @patch

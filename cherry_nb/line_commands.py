@@ -40,7 +40,8 @@ def predict_command(a) -> int:
     out, tc, b = _out(a, 'predictions'), getattr(a, 'time_col', None), open_bundle(a)
     if getattr(a, 'watch', False): bundle_reference(b); check_arrival_order(a.input, tc, getattr(a, 'order', 'check'))
     res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,
-                         group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else ())
+                         group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else (),
+                         engine=getattr(a, 'engine', 'auto'))
     if not getattr(a, 'watch', False): return 0
     stream = res.predictions if b.unit == 'image' else cherry_stream(res, tc)
     w, path, _ = watch_predictions(stream, b, out, a.level, tc); print(watch_summary(w, path))
@@ -50,7 +51,7 @@ def watch_command(a) -> int:
     "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C | --order files]`: 0 quiet, 3 alarm."
     from cherry_nb.watch import watch_folder, watch_summary
     w, path, files = watch_folder(open_bundle(a), a.input, _out(a, 'watch'), a.level, a.time_col,
-                                  order=getattr(a, 'order', 'check'))
+                                  order=getattr(a, 'order', 'check'), engine=getattr(a, 'engine', 'auto'))
     print(watch_summary(w, path)); print(f"watch files: {', '.join(str(f) for f in files.values())}")
     return EXIT_ALARM if w.alarm else 0
 
@@ -58,6 +59,7 @@ def export_command(a) -> int:
     "`cherry-nb export BUNDLE|RUN --onnx OUT.onnx [--check INPUT]`: export and validate with onnxruntime."
     from cherry_nb.deploy import read_inputs, export_onnx, validate_onnx
     b = open_bundle(a); imgs = None
+    if b.unit == 'cherry': return _export_cherry(b, a.onnx, getattr(a, 'check', None))
     if getattr(a, 'check', None):
         df = read_inputs(a.check, labels=False, progress=False); imgs = list(df['path'][:256])
     path = export_onnx(b, a.onnx, check_images=imgs)
@@ -65,9 +67,20 @@ def export_command(a) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {b.method!r} bundle {b.digest[:12]}, input uint8 "
           f"[batch, 3, {b.input_size[0]}, {b.input_size[1]}]; onnxruntime vs torch on {v['n']} "
           f"{'images' if imgs else 'random images'}: max |dp| {v['max_abs_diff']:.2e}, "
-          f"tiers agree {v['tiers_agree']}/{v['n']}" + (
-              f"; per view: the cherry decision ({b.policy.rule} of its views) is in the metadata, "
-              "cherry_nb.cherry_decision" if b.unit == 'cherry' else ''))
+          f"tiers agree {v['tiers_agree']}/{v['n']}")
+    return 0
+
+def _export_cherry(b, out, check) -> int:
+    "A per-cherry bundle's export: views [C,V,3,H,W] + valid [C,V] -> the cherry's score and tier (rule inside)."
+    from cherry_nb.deploy import export_onnx, validate_cherry_onnx
+    path = export_onnx(b, out)
+    v = validate_cherry_onnx(b, path, check) if check else None
+    h, w = b.input_size
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {b.method!r} bundle {b.digest[:12]}, per cherry: "
+          f"images uint8 [cherries, views, 3, {h}, {w}] + valid bool [cherries, views] -> p_pit (the "
+          f"{b.policy.rule} of its views) and tier" + (f"; onnxruntime vs predict (torch) on {v['n']} cherries of "
+          f"{check}: max |dp| {v['max_abs_diff']:.2e}, tiers agree {v['tiers_agree']}/{v['n']}" if v else ''))
+    if v and not v['ok']: print(f"the per-cherry graph disagrees with predict: {v['disagreements'][:5]}"); return 1
     return 0
 
 # %% ../nbs/15a_line_commands.ipynb #6b71b7b0

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.signal import lfilter
 from scipy.special import logsumexp
 from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
 __all__ = ['CS_BETS', 'ORDERS', 'Reference', 'rank_groups', 'polya_steps', 'reference_band', 'conditional_steps', 'polya_pvalues',
-           'jumper', 'Watch', 'watch_alarms', 'ks_alarms', 'shewhart_alarms', 'cusum_limit', 'cusum_alarms',
-           'pit_rate_upper', 'pit_rate_lower', 'to_pit_miss', 'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan',
-           'pit_rate_cs', 'audit_sequence', 'sequential_audit_n', 'watch_scores', 'write_watch', 'bundle_reference',
-           'watch_predictions', 'watch_summary', 'cherry_stream', 'arrival_order_problem', 'check_arrival_order',
-           'watch_folder']
+           'jumper', 'decayed_counts', 'forgetful_steps', 'multiscale_steps', 'Watch', 'watch_alarms', 'ks_alarms',
+           'shewhart_alarms', 'cusum_limit', 'cusum_alarms', 'pit_rate_upper', 'pit_rate_lower', 'to_pit_miss',
+           'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan', 'pit_rate_cs', 'audit_sequence',
+           'sequential_audit_n', 'watch_scores', 'write_watch', 'bundle_reference', 'watch_predictions',
+           'watch_summary', 'cherry_stream', 'arrival_order_problem', 'check_arrival_order', 'watch_folder']
 
 # %% ../nbs/17_watch.ipynb #w0000008
 def _finite_1d(x, what: str) -> np.ndarray:
@@ -127,38 +128,88 @@ def jumper(p: np.ndarray, log_parts: np.ndarray, jump: float, eps) -> tuple[np.n
         out[i] = total
     with np.errstate(divide='ignore'): return out, total + np.log(np.asarray(w))
 
+# %% ../nbs/17_watch.ipynb #w1000002
+def decayed_counts(g: np.ndarray,        # group of each new cherry
+                   decayed: np.ndarray,  # discounted counts per group before `g`
+                   lam: float,           # discount per cherry (1: no forgetting)
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    "(discounted group counts [T, K] before each cherry, the counts after the last): D_t = lam * D_(t-1) + e_g."
+    oh = np.zeros((len(g), len(decayed))); oh[np.arange(len(g)), g] = 1
+    after, _ = lfilter([1.0], [1.0, -lam], oh, axis=0, zi=(lam * np.asarray(decayed, np.float64))[None])
+    return np.vstack([np.asarray(decayed, np.float64)[None], after[:-1]]), after[-1]
+
+def forgetful_steps(g, counts, width, concentrations, D) -> np.ndarray:
+    "Log bet factors [T, m] of histogram bettors predicting from discounted counts `D` [T, K], against the Polya null."
+    n1, t0 = width.sum(), counts.sum()
+    c = _seen_before(g, counts).astype(np.float64)
+    log_null = np.log(width[g] + c) - np.log(n1 + t0 + np.arange(len(g)))
+    a = np.asarray(concentrations, dtype=np.float64)[None]
+    dg, dt = D[np.arange(len(g)), g][:, None], D.sum(1)[:, None]
+    return np.log(a * (width[g] / n1)[:, None] + dg) - np.log(a + dt) - log_null[:, None]
+
+def multiscale_steps(g: np.ndarray,           # group of each new cherry at the finest scale (`bins`, a power of 2)
+                     counts: np.ndarray,      # cherries per finest group seen before `g`
+                     width: np.ndarray,       # ranks per finest group
+                     concentrations,          # prior strengths (in units of each scale's groups)
+                     discounts,               # discount per cherry of each bettor family (1: a Polya bettor)
+                     decayed: np.ndarray,     # [discounts < 1, bins] discounted counts before `g`
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    "(log bet factors [T, scales x discounts x concentrations] on every dyadic coarsening, the new discounted counts)."
+    B, out, hist, new = len(width), [], [], []
+    for lam, d in zip([l for l in discounts if l < 1], decayed):
+        D, after = decayed_counts(g, d, lam); hist.append(D); new.append(after)
+    for j in range(1, B.bit_length()):
+        s = 2 ** j; f = B // s
+        gs, cs, ws, a = g // f, counts.reshape(s, f).sum(1), width.reshape(s, f).sum(1), np.multiply(concentrations, s)
+        hs = iter(hist)
+        for lam in discounts:
+            out.append(polya_steps(gs, cs, ws, a) if lam >= 1 else
+                       forgetful_steps(gs, cs, ws, a, next(hs).reshape(len(g), s, f).sum(2)))
+    return np.concatenate(out, 1), np.array(new).reshape(len(new), B)
+
 # %% ../nbs/17_watch.ipynb #w0000018
 _SIDES = {'both': (-1.0, 0.0, 1.0), 'high': (0.0, 1.0), 'low': (-1.0, 0.0)}
-_SETTINGS = ('level', 'bins', 'betting', 'method', 'concentrations', 'jump', 'side', 'seed')
+_SETTINGS = ('level', 'bins', 'betting', 'method', 'concentrations', 'jump', 'side', 'seed', 'discounts')
+_BETTINGS = ('histogram', 'multiscale', 'jumper')
 
 class Watch:
     "A label-free, anytime-valid alarm when incoming pit scores stop being exchangeable with the reference scores."
     def __init__(self, reference,                     # reference scores [n]: the calibration split's pit scores
                  level: float = 0.01,                 # false-alarm probability over an unbounded stream
                  bins: int = 5,                       # groups of reference ranks that the bets are placed on
-                 betting: str = 'histogram',          # 'histogram' (any change of shape) or 'jumper' (a drift)
+                 betting: str = 'histogram',          # 'histogram' (any change of shape), 'multiscale' (histograms
+                                                      # on 2, 4, .., bins groups, bins a power of 2), 'jumper' (drift)
                  method: str = 'exchangeable',        # null law: 'exchangeable' (exact) or 'conditional' (given ref)
                  concentrations=(1, 4, 16, 64),       # histogram bettors' prior strengths, in units of `bins`
                  jump: float = 0.01,                  # jumper: rate of switching between its bets
                  side: str = 'both',                  # jumper: bet on scores drifting 'high', 'low' or 'both'
                  seed: int = 0,                       # tie-break keys of the reference and of the stream
+                 discounts=(1.0,),                    # multiscale: forgetting per cherry of each bettor family
                 ):
         if not 0 < level < 1: raise ValueError(f"level must lie strictly between 0 and 1; got {level}")
-        for name, v, ok in (('betting', betting, ('histogram', 'jumper')), ('side', side, tuple(_SIDES)),
+        for name, v, ok in (('betting', betting, _BETTINGS), ('side', side, tuple(_SIDES)),
                             ('method', method, ('exchangeable', 'conditional'))):
             if v not in ok: raise ValueError(f"{name} must be one of {list(ok)}; got {v!r}")
         if method == 'conditional' and betting != 'histogram':
             raise ValueError("method='conditional' is implemented for betting='histogram' only")
         if not 0 <= jump <= 1: raise ValueError(f"jump must lie in [0, 1]; got {jump}")
+        disc = tuple(float(d) for d in np.atleast_1d(discounts))
+        if not disc or not all(0 < d <= 1 for d in disc):
+            raise ValueError(f"discounts must lie in (0, 1]; got {discounts}")
+        if betting == 'multiscale' and (bins < 2 or bins & (bins - 1)):
+            raise ValueError(f"betting='multiscale' needs bins a power of 2 (2, 4, 8, 16, 32, ...); got {bins}")
         conc = tuple(float(c) for c in np.atleast_1d(concentrations))
         if not conc or min(conc) <= 0: raise ValueError(f"concentrations must be positive; got {concentrations}")
         self.level, self.bins, self.betting, self.method = float(level), int(bins), betting, method
         self.concentrations, self.jump, self.side, self.seed = conc, float(jump), side, int(seed)
+        self.discounts = disc if betting == 'multiscale' else (1.0,)
         self.ref = Reference(reference, seed)
         self.edges = rank_groups(self.ref.n, self.bins); self.width = np.diff(self.edges)
         self.eps = reference_band(self.ref.n, self.level / 2) if method == 'conditional' else 0.0
         self.log_threshold = math.log((2 if method == 'conditional' else 1) / self.level)
-        m = len(conc) if betting == 'histogram' else len(_SIDES[side])
+        m = {'histogram': len(conc), 'jumper': len(_SIDES[side]),
+             'multiscale': len(conc) * len(self.discounts) * (self.bins.bit_length() - 1)}[betting]
+        self.decayed = np.zeros((sum(d < 1 for d in self.discounts), self.bins))   # forgetting bettors' counts
         self.log_parts = np.full(m, -math.log(m))      # log capital of each bettor (they start with 1/m each)
         self.counts = np.zeros(self.bins, np.int64)
         self.alarm_at: int | None = None
@@ -202,9 +253,12 @@ def update(self: Watch, scores) -> dict:
         logm, self.log_parts = jumper(polya_pvalues(g, self.counts, self.width, u[:, 1]), self.log_parts,
                                       self.jump, _SIDES[self.side])
     else:
-        steps = (polya_steps(g, self.counts, self.width, np.multiply(self.concentrations, self.bins))
-                 if self.method == 'exchangeable' else
-                 conditional_steps(g, self.counts, self.width, np.multiply(self.concentrations, self.bins), self.eps))
+        if self.betting == 'multiscale':
+            steps, self.decayed = multiscale_steps(g, self.counts, self.width, self.concentrations, self.discounts,
+                                                   self.decayed)
+        else: steps = (polya_steps(g, self.counts, self.width, np.multiply(self.concentrations, self.bins))
+                       if self.method == 'exchangeable' else conditional_steps(
+                           g, self.counts, self.width, np.multiply(self.concentrations, self.bins), self.eps))
         parts = self.log_parts[None] + np.cumsum(steps, 0)
         logm, self.log_parts = logsumexp(parts, axis=1), parts[-1]
     t0 = self.t; self.counts += np.bincount(g, minlength=self.bins)
@@ -251,7 +305,8 @@ def to_dict(self: Watch) -> dict:
     "Everything needed to resume the watch (JSON-able): settings, reference, counts, capitals, generator, path."
     return dict(kind='cherry_nb.watch', version=1, settings=self.settings(), reference=self.ref.scores.tolist(),
                 counts=self.counts.tolist(), log_parts=self.log_parts.tolist(), alarm_at=self.alarm_at,
-                rng=self._rng.bit_generator.state, path=self.path.tolist(), ranks=self._ranks[0].tolist())
+                rng=self._rng.bit_generator.state, path=self.path.tolist(), ranks=self._ranks[0].tolist(),
+                decayed=self.decayed.tolist())
 
 @patch(cls_method=True)
 def from_dict(cls: Watch, d: dict) -> Watch:
@@ -263,6 +318,7 @@ def from_dict(cls: Watch, d: dict) -> Watch:
         raise ValueError("saved watch: counts or capitals do not match its settings")
     w.counts = np.asarray(d['counts'], np.int64); w.log_parts = np.asarray(d['log_parts'], np.float64)
     w.alarm_at = d['alarm_at']; w._rng.bit_generator.state = d['rng']
+    if 'decayed' in d: w.decayed = np.asarray(d['decayed'], np.float64).reshape(w.decayed.shape)
     w._path, w._ranks = [np.asarray(d['path'], np.float64)], [np.asarray(d['ranks'], np.int64)]
     if len(w._path[0]) != w.t: raise ValueError(f"saved watch: path has {len(w._path[0])} cherries, counts {w.t}")
     if w.t: w._last, w._max = float(w._path[0][-1]), float(w._path[0].max())
@@ -594,11 +650,13 @@ def watch_folder(bundle,                    # a Bundle, a bundle folder or a run
                  time_col: str | None = None, # arrival time column of the input (None: file order)
                  progress: bool = True,
                  order: str = 'check',      # 'check': refuse a labelled input read class by class; 'files': trust it
+                 engine: str = 'auto',      # 'auto' (onnxruntime where installed), 'onnx' or 'torch'
                 ) -> tuple:
     "Score folder `src` with `bundle` (`deploy.predict_folder`), then watch the scores: (watch, path, files)."
     from cherry_nb.deploy import Bundle, load_bundle, resolve_bundle, predict_folder
     b = bundle if isinstance(bundle, Bundle) else load_bundle(resolve_bundle(bundle))
     bundle_reference(b); check_arrival_order(src, time_col, order)       # refused before any scoring
-    res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False)
+    res = predict_folder(b, src, out_dir, keep=(time_col,) if time_col else (), progress=progress, verbose=False,
+                         engine=engine)
     stream = res.predictions if b.unit == 'image' else cherry_stream(res, time_col)   # a cherry bundle: cherries
     return watch_predictions(stream, b, out_dir, level, time_col)

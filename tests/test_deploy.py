@@ -270,7 +270,8 @@ def test_unlabelled_flat_and_nested_folders(enhanced, sim, tmp_path):
     assert (_listing(flat), _listing(nested)) == before
     assert len(r1.predictions) == len(r2.predictions) == 20 and not len(r1.skipped) and r1.metrics is None
     ref = enhanced.predict(list(test.path[:20]))
-    assert (r1.predictions.p_pit.to_numpy() == ref.p_pit).all() and (r1.predictions.tier.to_numpy() == ref.tiers).all()
+    assert np.abs(r1.predictions.p_pit.to_numpy() - ref.p_pit).max() <= 1e-4      # onnxruntime where installed
+    assert (r1.predictions.tier.to_numpy() == ref.tiers).all()
     assert set(r2.predictions.folder) == {f'lane{i % 2}/cherry{i // 4}' for i in range(20)} and len(r2.groups) == 10
     out = pd.read_csv(tmp_path / 'o1' / 'predictions.csv')
     assert list(out.columns) == ['relpath', 'path', 'p_pit', 'tier', 'method', 'bundle_digest']

@@ -14,13 +14,16 @@ from cherry_nb.watch import (Watch, Reference, watch_scores, write_watch, watch_
                              cusum_limit)
 
 
+MULTISCALE = dict(betting='multiscale', bins=16, concentrations=(1, 8), discounts=(1.0, 0.99))   # the new watch
+
+
 def mixture(n, rng, pit=(5.0, 1.5), share=0.4):
     "Synthetic pit scores: clean ~ Beta(1.5, 6), pits ~ `pit`."
     y = rng.random(n) < share
     return np.where(y, rng.beta(*pit, n), rng.beta(1.5, 6.0, n))
 
 
-@pytest.mark.parametrize('kw', [dict(), dict(betting='jumper'), dict(method='conditional'), dict(bins=4)])
+@pytest.mark.parametrize('kw', [dict(), dict(betting='jumper'), dict(method='conditional'), dict(bins=4), MULTISCALE])
 def test_false_alarm_bound_by_simulation(kw):
     "Streams exchangeable with a fresh reference alarm in at most `level` of cases (not significantly more)."
     rng, level, S, hits = np.random.default_rng(7), 0.1, 200, 0
@@ -42,10 +45,24 @@ def test_shifted_stream_alarms_and_calm_one_does_not():
     fig = Watch(ref).figure(); assert len(fig.data) == 1
 
 
+def test_multiscale_sees_a_shift_inside_the_fifths():
+    "Scores pushed down inside each fifth of the reference: 5-bin bettors cannot see it, the multi-scale watch does."
+    rng, S = np.random.default_rng(3), 20
+    ref = rng.random(2000)
+    inside = lambda n: (rng.integers(0, 5, n) + rng.random(n) ** 2) / 5       # same fifths, lower inside each
+    old = watch_alarms(ref, np.stack([inside(1000) for _ in range(S)]))
+    new = np.array([Watch(ref, seed=i, **MULTISCALE).update(inside(1000))['alarm_at'] or np.nan
+                    for i in range(S)])
+    assert np.isnan(old).all() and not np.isnan(new).any() and np.median(new) < 400, (old, new)
+    with pytest.raises(ValueError, match='power of 2'): Watch(ref, betting='multiscale', bins=10)
+    with pytest.raises(ValueError, match='discounts'): Watch(ref, betting='multiscale', discounts=(0,))
+
+
 def test_json_round_trip_and_batches(tmp_path):
     rng = np.random.default_rng(1)
     ref, x = mixture(500, rng), mixture(800, rng, pit=(3.0, 3.0))
-    for kw in (dict(), dict(betting='jumper', side='low'), dict(method='conditional')):
+    for kw in (dict(), dict(betting='jumper', side='low'), dict(method='conditional'),
+               MULTISCALE):
         whole = Watch(ref, **kw); whole.update(x)
         part = Watch(ref, **kw)
         for chunk in np.array_split(x[:300], 7): part.update(chunk)
