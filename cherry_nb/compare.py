@@ -130,8 +130,8 @@ def seed_jobs(cfg: CompareConfig, seed: int) -> dict:
     common, tr, tr2 = job_common(cfg), cfg.train(seed), cfg.train(seed, 2)
     binary = stage1_job(common, tr, 'binary')
     return dict(binary=binary, folds=fold_jobs(binary, cfg.folds), members=member_jobs(binary, cfg.members)[1:],
-                three_class=TrainJob('three_class', LABELLED if cfg.labels else 'manifest.csv', label_col='label3', classes=CLASSES_3, train=tr,
-                                     **common),
+                three_class=TrainJob('three_class', LABELLED if cfg.labels else 'manifest.csv', label_col='label3',
+                                     classes=CLASSES_3, train=tr, **common),
                 stage2_is=stage2_job(common, tr2, 'stage2_is', 'mined_in-sample.csv', 'binary'),
                 stage2_oof=stage2_job(common, tr2, 'stage2_oof', 'mined_out-of-fold.csv', 'binary'))
 
