@@ -18,7 +18,6 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
 
 from cherry_nb.data import read_labels
 from cherry_nb.label import label_items, LabelSession
@@ -40,15 +39,10 @@ def _require():
         pytest.skip(msg)
 
 
-def write_images(root: Path, n=8) -> Path:
-    "A flat folder of n cherry-like PNGs (every other one with a dark pit)."
-    root.mkdir(parents=True)
-    for i in range(n):
-        im = Image.new('RGB', (96, 96), (235, 235, 225)); d = ImageDraw.Draw(im)
-        d.ellipse([12, 12, 84, 84], fill=(150 + 10 * i, 15, 35))
-        if i % 2: d.ellipse([40, 42, 58, 56], fill=(60, 20, 10))
-        im.save(root / f'cherry_{i:02d}.png')
-    return root
+def write_images(root: Path, n=6) -> Path:
+    "n simulator cherries, three views each, 128 px (the station shows one large and the others beside it)."
+    from cherry_nb.synth import render_dataset
+    return render_dataset(root, n_train=n, n_val=0, n_test=0, size=128, views=3, workers=1, progress=False, seed=4)
 
 
 def _free_port() -> int:
@@ -121,7 +115,8 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
     nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
     nbformat.write(nb, tmp_path / 'station.ipynb')
     order = LabelSession(label_items(imgs), tmp_path / 'probe.csv').cherries      # the station's order
-    rel = [c.iloc[0]['relpath'] for c in order]
+    rel, n = [c.iloc[0]['relpath'] for c in order], len(order)
+    files = sorted(p for p in imgs.rglob('*'))
     port, token = _free_port(), secrets.token_hex(16)
     lab = _start_lab(tmp_path, port, token)
     try:
@@ -131,7 +126,7 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
             page.goto(f'http://127.0.0.1:{port}/lab/tree/station.ipynb?token={token}')
             page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for(timeout=120_000)
             _run_cell(page)
-            assert _status(page).startswith('0 / 8 done')
+            assert _status(page).startswith(f'0 / {n} done')
             _press(page, '1'); df = _wait_rows(csv, 1)
             _press(page, 'p'); df = _wait_rows(csv, 2)
             _press(page, '3'); df = _wait_rows(csv, 3)
@@ -144,7 +139,7 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
             _restart(page)
             _run_cell(page)                                                # a new session on the same file
             page.wait_for_function("() => document.querySelector('.cherry-label-station b')"
-                                   ".innerText.startsWith('2 / 8 done')", timeout=60_000)
+                                   f".innerText.startsWith('2 / {n} done')", timeout=60_000)
             _press(page, 'm'); df = _wait_rows(csv, 3)                     # resumed at the undone cherry
             browser.close()
     finally:
@@ -156,5 +151,6 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
     want = [(rel[0], 'clean'), (rel[1], 'pit'), (rel[2], 'maybe')]
     for (_, r), (rp, lb) in zip(df.iterrows(), want):                     # row by row
         assert (r.relpath, r.label, r.annotator, r.blind, r.stratum, r.weight) == (rp, lb, 'tester', True, 'all', 1.0)
+        assert r.cherry_id and rp.startswith(f'train/') and r.cherry_id in rp
         assert pd.Timestamp(r.time).tzinfo is not None and r.score_shown == ''
-    assert not list(imgs.glob('*.csv')) and len(list(imgs.iterdir())) == 8   # nothing written into the images
+    assert sorted(p for p in imgs.rglob('*')) == files                     # nothing written into the images
