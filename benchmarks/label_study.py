@@ -141,9 +141,10 @@ def main(argv=None):
     meta = dict(command='nice python benchmarks/' + ' '.join([Path(sys.argv[0]).name] + sys.argv[1:]),
                 minutes=(time.time() - t0) / 60, host=f"{os.cpu_count()} CPU cores (shared), CPU only",
                 pool_maybe=float((pool.label3 == 'maybe').mean()),
-                scale=(f"Simulator, 64 px, seed 0: pool (train) {a.n_pool}, val (calibration, pit truth only) {a.n_val}, "
-                       f"test {a.n_test} images; `{a.arch}`, aug light; stage 1: 2 half-pool models x {a.epochs1} "
-                       f"epochs; each 3-class model {a.passes} image passes (epochs = passes / k, no fit check); seeds {a.seeds}; "
+                scale=(f"Simulator, 64 px, seed 0: pool (train) {a.n_pool}, val (calibration, pit truth only) "
+                       f"{a.n_val}, test {a.n_test} images; `{a.arch}`, aug light; stage 1: 2 half-pool models x "
+                       f"{a.epochs1} epochs; each 3-class model {a.passes} image passes (epochs = passes / k, no fit "
+                       f"check); seeds {a.seeds}; "
                        f"alpha {ALPHA}, delta {DELTA}, beta {BETA}. Rates pool the seeds' test counts (per image). "
                        "A small CPU-scale study: read the direction, not the decimals."),
                 reading='')
