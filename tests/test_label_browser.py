@@ -141,6 +141,8 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
             page.wait_for_function("() => document.querySelector('.cherry-label-station b')"
                                    f".innerText.startsWith('2 / {n} done')", timeout=60_000)
             _press(page, 'm'); df = _wait_rows(csv, 3)                     # resumed at the undone cherry
+            page.locator('.cherry-label-station button', has_text='skip').click()   # a button, then a key at once:
+            page.wait_for_timeout(1500); page.keyboard.press('c'); df = _wait_rows(csv, 4)  # the key box has the focus
             browser.close()
     finally:
         lab.terminate()
@@ -148,7 +150,8 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
         except subprocess.TimeoutExpired: lab.kill()
     assert df.columns[:8].tolist() == ['relpath', 'cherry_id', 'label', 'annotator', 'time', 'blind', 'stratum',
                                        'weight']
-    want = [(rel[0], 'clean'), (rel[1], 'pit'), (rel[2], 'maybe')]
+    want = [(rel[0], 'clean'), (rel[1], 'pit'), (rel[2], 'maybe'), (rel[4], 'clean')]
+    assert len(df) == len(want)
     for (_, r), (rp, lb) in zip(df.iterrows(), want):                     # row by row
         assert (r.relpath, r.label, r.annotator, r.blind, r.stratum, r.weight) == (rp, lb, 'tester', True, 'all', 1.0)
         assert r.cherry_id and rp.startswith(f'train/') and r.cherry_id in rp
