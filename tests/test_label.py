@@ -105,3 +105,21 @@ def test_compare_runs_explicit_three_class_from_a_labels_file(tmp_path):
                                                                       .label3.reindex(lab.relpath).to_numpy()).all()
     n_maybe = int(((train.label3 == 'maybe') & train.relpath.str.startswith('test/')).sum())
     assert rows['explicit 3-class']['labelled_maybe'] == n_maybe
+
+
+@pytest.mark.slow
+def test_two_stage_reports_three_class_on_the_labelled_test_images(tmp_path):
+    data = render_dataset(tmp_path / 'sim', n_train=48, n_val=24, n_test=24, size=32, workers=1, progress=False,
+                          seed=2)
+    m = pd.read_csv(data / 'metadata.csv').sample(40, random_state=0)
+    for r in m.itertuples(): put_label(tmp_path / 'labels.csv', dict(relpath=r.relpath, label=r.label3, annotator='s'))
+    args = [EXE, 'run', 'two-stage', '-p', 'data', str(data), '-p', 'labels', str(tmp_path / 'labels.csv'),
+            '-p', 'arch', 'test_resnet', '-p', 'aug', 'none', '-p', 'image_size', '32', '-p', 'epochs1', '1',
+            '-p', 'epochs2', '1', '-p', 'batch_size', '16', '--runs-dir', str(tmp_path / 'runs')]
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    met = json.loads((next((tmp_path / 'runs').iterdir()) / 'metrics.json').read_text())
+    rep = {row['index']: row['support'] for row in met['stage2_test_report3']}
+    want = m[m.relpath.str.startswith('test/')].label3.value_counts()
+    assert rep['accuracy'] == len(m[m.relpath.str.startswith('test/')])
+    assert all(rep[c] == want.get(c, 0) for c in ('clean', 'pit', 'maybe'))
