@@ -32,13 +32,13 @@ from .two_stage import (pit_truth, check_binary_splits, collapse_to_binary, stag
                                  fit_flags)
 
 # %% auto #0
-__all__ = ['METHODS', 'METHOD_NEEDS', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
+__all__ = ['METHODS', 'METHOD_NEEDS', 'LABELLED', 'ROLES', 'RATE_COLS', 'CompareConfig', 'MethodUnavailable', 'MethodOutput',
            'register_method', 'seed_jobs', 'roles_needed', 'triage_curve', 'matched', 'SeedScores', 'two_stage_seed',
            'two_stage_oof', 'explicit_three_class', 'enhanced_two_class_method', 'guaranteed_two_class',
-           'ensemble_method', 'per_cherry', 'method_row', 'train_seed', 'score_seed', 'method_predictions',
-           'apply_methods', 'bundle_slug', 'bundle_policy', 'method_bundle', 'set_compare_default', 'seed_extras',
-           'run_seed', 'seed_interval', 'summarize', 'recommend', 'summary_table', 'compare_figure', 'run_compare',
-           'read_results']
+           'ensemble_method', 'per_cherry', 'method_row', 'labelled_maybe', 'train_seed', 'score_seed',
+           'method_predictions', 'apply_methods', 'bundle_slug', 'bundle_policy', 'method_bundle',
+           'set_compare_default', 'seed_extras', 'run_seed', 'seed_interval', 'summarize', 'recommend', 'summary_table',
+           'compare_figure', 'run_compare', 'read_results']
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
 @dataclass
@@ -102,6 +102,7 @@ def register_method(name: str, needs: tuple = ('binary',)):
     return deco
 
 # %% ../nbs/14_compare.ipynb #6479220e
+LABELLED = 'manifest_label3.csv'   # with `labels`: the labelled images, which the explicit 3-class model learns from
 ROLES = ('binary', 'three_class', 'members', 'folds', 'stage2_is', 'stage2_oof')
 _ROLE_DEPS = {'stage2_is': ('binary',), 'stage2_oof': ('binary', 'folds'), 'members': ('binary',)}
 
@@ -110,8 +111,8 @@ def seed_jobs(cfg: CompareConfig, seed: int) -> dict:
     common, tr, tr2 = job_common(cfg), cfg.train(seed), cfg.train(seed, 2)
     binary = stage1_job(common, tr, 'binary')
     return dict(binary=binary, folds=fold_jobs(binary, cfg.folds), members=member_jobs(binary, cfg.members)[1:],
-                three_class=TrainJob('three_class', 'manifest.csv', label_col='label3', classes=CLASSES_3, train=tr,
-                                     **common),
+                three_class=TrainJob('three_class', LABELLED if cfg.labels else 'manifest.csv', label_col='label3',
+                                     classes=CLASSES_3, train=tr, **common),
                 stage2_is=stage2_job(common, tr2, 'stage2_is', 'mined_in-sample.csv', 'binary'),
                 stage2_oof=stage2_job(common, tr2, 'stage2_oof', 'mined_out-of-fold.csv', 'binary'))
 
@@ -190,7 +191,8 @@ def two_stage_oof(S: SeedScores) -> MethodOutput:
 def explicit_three_class(S: SeedScores) -> MethodOutput:
     "One 3-class model on the annotators' labels; argmax tiers (clean accept, maybe review, pit reject)."
     if not S.has('three_class'):
-        raise MethodUnavailable("the data has no label3 column (the annotators' clean / pit / maybe labels)")
+        raise MethodUnavailable("the data has no label3 column (the annotators' clean / pit / maybe labels; "
+                                "-p labels FILE.csv joins one made with cherry_nb.label)")
     q, qv = S.probs('three_class'), S.probs('three_class', 'val')
     return MethodOutput(ArgmaxPolicy()(q), 1 - q[:, 0], collapse_to_binary(q), ('three_class',), ArgmaxPolicy(),
                         probs3=q, val_score=qv[:, 1], val_probs3=qv)
@@ -270,17 +272,27 @@ def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
         amb, rev = S.test['ambiguous'].astype(bool).to_numpy(), tiers == 'review'
         row.update(ambiguous_reviewed=rate((rev & amb).sum(), amb.sum()),
                    review_ambiguous=rate((rev & amb).sum(), rev.sum()))
+    if 'label_weight' in S.test.columns and unit == 'image': row.update(labelled_maybe(S.test, tiers))
     curve = triage_curve(out.score, y, tiers == 'reject', out.forced_review)
     row.update(matched(curve, cfg.matched_review, cfg.matched_pit_miss))
     return row
+
+def labelled_maybe(test: pd.DataFrame, tiers) -> dict:
+    "With `labels`: the share of labelled `maybe` test images not accepted, weighted by their sampling weights."
+    m = (test['label3'].astype(str) == 'maybe').to_numpy()
+    w = test['label_weight'].to_numpy(float)[m]; kept = np.asarray(tiers)[m] != 'accept'
+    return dict(labelled_maybe=int(m.sum()),
+                maybe_not_accepted_weighted=float((w * kept).sum() / w.sum()) if m.any() else float('nan'))
 
 # %% ../nbs/14_compare.ipynb #850912c3
 def train_seed(df: pd.DataFrame, cfg: CompareConfig, seed: int, run, progress: bool = True) -> dict:
     "Train the roles the selected methods need for one seed in `run`; returns {role: model name(s)}."
     run = RunFolder(run, create=True); J = seed_jobs(cfg, seed)
     roles = roles_needed(cfg.method_names())
-    if 'three_class' in roles and 'label3' not in df.columns: roles.remove('three_class')
+    lab = df[df['label3'].astype(str) != ''] if 'label3' in df.columns else df.iloc[:0]
+    if 'three_class' in roles and not (lab['split'] == 'train').any(): roles.remove('three_class')
     save_manifest(df, run / 'manifest.csv')
+    if 'three_class' in roles and cfg.labels: save_manifest(lab, run / LABELLED)
     if 'folds' in roles: write_fold_manifest(df, cfg.folds, seed, run)
     first = [j for r in roles if r in ('binary', 'three_class', 'members', 'folds')
              for j in (J[r] if isinstance(J[r], list) else [J[r]])]

@@ -19,7 +19,8 @@ from .tiers import (ArgmaxPolicy, Costs, DependentCalibration, GuaranteedTiers, 
 from .views import RULES, cherry_scores
 
 # %% auto #0
-__all__ = ['MODES', 'PRESETS', 'NoCalibrationSplit', 'ExplorerState', 'thumbnail_uri', 'plotly_output', 'Explorer', 'explore']
+__all__ = ['MODES', 'PRESETS', 'NoCalibrationSplit', 'ExplorerState', 'thumbnail_uri', 'plotly_output', 'Explorer', 'explore',
+           'label_tier']
 
 # %% ../nbs/13_explorer.ipynb #b5d93c8b
 MODES = ('thresholds', 'guaranteed', 'argmax')  # tier modes; 'argmax' only for 3-class models
@@ -525,3 +526,32 @@ def explore(src,      # run folder (runs/<date>-<name>/), predictions.csv path o
            ) -> Explorer:
     "An `Explorer` of a saved run; as the last expression of a cell it displays itself."
     return Explorer(src, **kwargs)
+
+# %% ../nbs/13_explorer.ipynb #45d57cf8
+@patch
+def tier_items(self: ExplorerState, tier: str = 'review') -> pd.DataFrame:
+    "The evaluation images the current policy puts in `tier`, with their pit score and resolved path."
+    if tier not in TIERS: raise ValueError(f"tier {tier!r}: one of {TIERS}")
+    r = self.eval_rows.assign(tier=self.tiers())
+    m = (self.preds.model == self.model) & (self.preds.split == self.eval_split)
+    img = self.preds[m]
+    if self.rule is not None: img = img[img.cherry_id.astype(str).isin(r.cherry_id[r.tier == tier])]
+    else: img = img[img.relpath.isin(r.relpath[r.tier == tier])]
+    paths = [self.image_path(p, q) for p, q in zip(img.path.fillna(''), img.relpath)]
+    return img.assign(path=[str(p) if p else '' for p in paths]).reset_index(drop=True)
+
+def label_tier(src,                     # an `Explorer`, an `ExplorerState`, or what `ExplorerState` opens
+               tier: str = 'review',    # the tier whose cherries are labelled
+               out='labels.csv',        # the labels CSV (resumed when it exists)
+               k: int | None = None,    # label a simple random sample of k (None: all of the tier)
+               seed: int = 0,           # seed of that sample
+               **kw):                   # passed to `label.label` (annotator, blind, size, ...)
+    "Open the labelling station on the cherries of one tier, under the explorer's current settings."
+    from cherry_nb.label import label, label_items, select
+    st = src.state if isinstance(src, Explorer) else src if isinstance(src, ExplorerState) else ExplorerState(src)
+    items = st.tier_items(tier)
+    if not len(items): raise ValueError(f"no {st.unit} in tier {tier!r} under the current settings")
+    items = label_items(items[items.path != ''])
+    items = select(items.assign(tier=tier), k, 'audit', tier=tier, seed=seed) if k else \
+        items.assign(design=f"tier {tier}: all {len(items)}, {st.model}, {st.eval_split}")
+    return label(items, out, **kw)

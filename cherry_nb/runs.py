@@ -247,9 +247,19 @@ class DataConfig:
     views: int = 1                   # simulator: images per cherry, each a new rotation, offset, light and blur
     rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
     view_sampling: str = 'all'       # several views per cherry: train on 'all' views each epoch, or 'one' per cherry
+    labels: str = ''                 # labels CSV (`cherry_nb.label`) joined as label3: explicit 3-class on real data
     checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
                                   preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES),
-                                  view_sampling=one_of('all', 'one'))
+                                  view_sampling=one_of('all', 'one'),
+                                  labels=satisfies(lambda v: _labels_ok(v), 'a labels CSV (data.read_labels)'))
+
+def _labels_ok(path: str) -> bool:
+    "True for '' or a usable labels CSV; a `ParamError` naming the file and its bad rows otherwise."
+    if not path: return True
+    from cherry_nb.data import read_labels, LabelError
+    try: read_labels(path)
+    except LabelError as e: raise ParamError(f"parameter labels = {path!r}: {e}") from None
+    return True
 
 # %% ../nbs/06a_runs.ipynb #ca670d6b
 def sim_folder(cfg: DataConfig) -> Path:
@@ -271,13 +281,14 @@ def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
 
 def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     "(manifest, source path) of `cfg.data` (image folder or manifest CSV) or of the simulator preset."
-    from cherry_nb.data import read_manifest, read_image_folder, assign_splits
+    from cherry_nb.data import read_manifest, read_image_folder, assign_splits, join_labels
     src = Path(cfg.data) if cfg.data else _render_if_needed(cfg, progress)
     kw = dict(metadata=cfg.metadata) if cfg.metadata else {}
     if src.suffix == '.csv': df = read_manifest(src, progress=progress, **kw)
     else: df = read_image_folder(src, progress=progress, **kw)
     if (df['split'] == '').all():                                   # views of one cherry stay in one split
         df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
+    if cfg.labels: df = join_labels(df, cfg.labels)                # label3 on the labelled images, '' elsewhere
     if cfg.view_sampling == 'one' and cherry_ids(df) is None:
         raise ParamError(f"parameter view_sampling = 'one' needs several views per cherry (a cherry_id column, "
                          f"<cherry>_v<k> file names or -p views N); {src} has none")

@@ -175,8 +175,9 @@ def measure_two_stage(df, mined, scores: dict, cfg: TwoStageConfig, ts: Temperat
     eff = stage2_effects(qt['stage1'].pit_score, q2, y, ProductionPolicy(cfg.prod_review, cfg.prod_reject))
     out.update(stage1_test_binary=eff['stage1'], stage2_test_binary=eff['stage2'], forgetting=eff['forgetting'],
                stage1_misses=eff['stage1_misses'])
-    if 'label3' in dt.columns:
-        out['stage2_test_report3'] = class_report(dt['label3'].to_numpy(), qt['stage2'].preds, CLASSES_3
+    lab = (dt['label3'].astype(str) != '').to_numpy() if 'label3' in dt.columns else np.zeros(len(dt), bool)
+    if lab.any():                          # with `labels`: the labelled test images only
+        out['stage2_test_report3'] = class_report(dt['label3'].to_numpy()[lab], qt['stage2'].preds[lab], CLASSES_3
                                                   ).reset_index().to_dict('records')
     out.update(mining_numbers(mined, cfg))
     gv, gt = cherry_ids(dv), cherry_ids(dt)
