@@ -71,7 +71,7 @@ def test_interrupted_sweep_resumes(tmp_path):
     assert p.returncode == 130, err
     states = {c.name: cell_state(c) for c in root.iterdir() if c.is_dir()}
     assert states.get('strength-1_sleep-30') == 'unfinished', states
-    r = subprocess.run(cmd[:7] + ['0,1'] + cmd[8:], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = subprocess.run(cmd[:8] + ['30,1'] + cmd[9:], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 2 and 'another sweep' in r.stderr          # another grid under the same name: refused
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
