@@ -24,7 +24,7 @@ from cherry_nb.data import read_image_folder
 from cherry_nb.runs import RunFolder, score_artifact
 from cherry_nb.calibrate import TemperatureScaler
 from cherry_nb.tiers import guaranteed_tiers, InsufficientCalibration, calibration_size_needed
-from cherry_nb.sweep import run_sweep, sweep_table
+from cherry_nb.sweep import run_sweep, sweep_table, plan_sweep, SweepFailed
 
 ALPHAS, DELTA, POOL_SEED = (0.01, 0.02, 0.05), 0.1, 1000
 RESULTS = Path(__file__).parent / 'results'
@@ -99,6 +99,7 @@ def args():
     ap.add_argument('--runs-dir', default='runs/certified-automation')
     ap.add_argument('--backend', default='local', choices=('local', 'ray'))
     ap.add_argument('--out', default=str(RESULTS / 'certified_automation'))
+    ap.add_argument('--report-only', action='store_true', help='measure the completed cells only; run nothing new')
     return ap.parse_args()
 
 def main():
@@ -107,11 +108,14 @@ def main():
     bad = [p for p in presets if p not in PRESETS]
     if bad: sys.exit(f"unknown presets {bad}; choose from {list(PRESETS)}")
     grid = dict(preset=presets, **{k: [v] for k, v in (('epochs1', a.epochs1), ('epochs2', a.epochs2)) if v})
-    root = run_sweep('two-stage', grid, runs, backend=a.backend)
+    try: root = plan_sweep('two-stage', grid, runs)[0] if a.report_only else run_sweep('two-stage', grid, runs,
+                                                                                       backend=a.backend)
+    except SweepFailed as e: root = e.root; _say(e)
     cost = sweep_table(root).set_index('cell')
     rows = []
     for p in presets:
         cell = f'preset-{p}' if len(presets) > 1 else 'single'
+        if cost.loc[cell, 'status'] != 'completed': _say('not completed, left out:', p); continue
         _say('score the pool of', p)
         m = measure(root / cell, pool(runs, p, a.pool), runs / 'pools' / '.cache')
         rows.append(dict(preset=p, m=m, wall_s=float(cost.loc[cell, 'wall_s']), cpu_s=float(cost.loc[cell, 'cpu_s'])))
@@ -121,8 +125,9 @@ def write(a, rows: list, root: Path, seconds: float):
     "benchmarks/results/certified_automation.{md,json}: the table, the command and the scale."
     cmd = 'python ' + ' '.join(shlex.quote(x) for x in sys.argv)
     need = {x: calibration_size_needed(x, DELTA) for x in ALPHAS}
+    counts = sorted({'/'.join(str(PRESETS[r['preset']][f'n_{s}']) for s in ('train', 'val', 'test')) for r in rows})
     scale = (f"two-stage workflow defaults except epochs1={a.epochs1 or 'default'}, epochs2={a.epochs2 or 'default'}; "
-             f"each preset's own counts for training (600 train / 200 val / 400 test); a fresh pool of {a.pool} "
+             f"the presets' own train/val/test counts for the runs ({', '.join(counts)}); a fresh pool of {a.pool} "
              f"calibration and {a.pool} test cherries per preset (seed {POOL_SEED}), one view per cherry")
     md = (f"# Certified automation benchmark\n\nCommand: `{cmd}`\n\nScale: {scale}. Sweep folder: `{root}`. "
           f"Total wall time {seconds:.0f} s (shared 2-core machine, `nice`, OMP_NUM_THREADS=1).\n\n"
