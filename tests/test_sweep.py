@@ -99,3 +99,18 @@ def test_two_stage_sweep_end_to_end(tmp_path):
     t = sweep_table(root)
     assert list(t.cell) == ['seed-0', 'seed-1'] and t.auroc.between(0, 1).all() and (t.cpu_s > 0).all()
     assert (root / 'table.csv').is_file() and (root / 'figure.html').is_file()
+
+@pytest.mark.slow
+def test_sweep_on_ray(tmp_path):
+    "The same grid as Ray tasks (a local Ray, two cells at once): each cell's output in its sweep.log, one table."
+    pytest.importorskip('ray')
+    wf = toy(tmp_path / 'toy.ipynb')
+    r = subprocess.run([EXE, 'sweep', wf, '-p', 'strength', '0.5,2', '--runs-dir', str(tmp_path / 'runs'),
+                        '--backend', 'ray', '--workers', '2'], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'cells on Ray (local' in r.stdout
+    root = next((tmp_path / 'runs').glob('sweep-toy-*'))
+    for c in ('strength-0.5', 'strength-2'):
+        assert read_record(root / c)['status'] == 'completed' and (root / c / 'sweep.log').is_file()
+    t = sweep_table(root)
+    assert t.certified_accept_share_rate[1] > t.certified_accept_share_rate[0] and (t.cpu_s > 0).all()
