@@ -68,9 +68,12 @@ def plan_sweep(workflow: str,           # a packaged workflow name or a notebook
     return root, cells
 
 def _cell_params(wf: str, values: dict) -> dict:
-    "The cell's checked parameters (defaults merged), with a relative simulator `data_root` made absolute."
+    "The cell's checked parameters (defaults merged); relative data paths made absolute (a Ray node's cwd differs)."
     p = check_workflow_params(wf, values)
-    if 'data_root' in p and 'data_root' not in values: p['data_root'] = str(Path(p['data_root']).resolve())
+    for k in ('data', 'metadata', 'data_root'):
+        v = p.get(k)
+        if isinstance(v, str) and v and not Path(v).is_absolute() and (k == 'data_root' or Path(v).exists()):
+            p[k] = str(Path(v).resolve())
     return p
 
 # %% ../nbs/14a_sweep.ipynb #sweep014
