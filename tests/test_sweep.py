@@ -113,4 +113,4 @@ def test_sweep_on_ray(tmp_path):
     for c in ('strength-0.5', 'strength-2'):
         assert read_record(root / c)['status'] == 'completed' and (root / c / 'sweep.log').is_file()
     t = sweep_table(root)
-    assert t.certified_accept_share_rate[1] > t.certified_accept_share_rate[0] and (t.cpu_s > 0).all()
+    assert (t.certified_accept_share != 'n/a').all() and (t.cpu_s > 0).all() and list(t.status) == ['completed'] * 2
