@@ -16,7 +16,8 @@ def toy(path, sleep=0.0):
             "time.sleep(sleep); rng = np.random.default_rng(0); n = 2000; y = rng.random(n) < 0.5\n"
             "s = rng.normal(0, 1, n) + strength * y\n"
             "auto = dict(alpha=0.02, delta=0.1, unit='image', certified_accept_share=rate((s < 0).sum(), n),\n"
-            "            oracle_accept_share=rate((s < 0.5).sum(), n), certified_pit_miss=rate((s[y] < 0).sum(), y.sum()))\n"
+            "            oracle_accept_share=rate((s < 0.5).sum(), n),\n"
+            "            certified_pit_miss=rate((s[y] < 0).sum(), y.sum()))\n"
             "pathlib.Path(out_dir, 'metrics.json').write_text(json.dumps(jsonable(dict(automation=auto))))\n")
     nb.cells = [p, nbformat.v4.new_code_cell(body)]
     nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
@@ -25,11 +26,13 @@ def toy(path, sleep=0.0):
 def test_grid_and_plan(tmp_path):
     wf = toy(tmp_path / 'toy.ipynb')
     g = parse_grid(wf, [('strength', '1,2.5'), ('sleep', '0')])
-    assert g == dict(strength=[1, 2.5], sleep=[0]) and [c['name'] for c in grid_cells(g)] == ['strength-1', 'strength-2.5']
+    assert g == dict(strength=[1, 2.5], sleep=[0])
+    assert [c['name'] for c in grid_cells(g)] == ['strength-1', 'strength-2.5']
     root, cells = plan_sweep(wf, g, tmp_path / 'runs')
     assert cells[1]['params'] == dict(strength=2.5, sleep=0)
     assert plan_sweep(wf, g, tmp_path / 'runs')[0] == root                     # the same grid: the same folder
-    with pytest.raises(ValueError, match='another sweep'): plan_sweep(wf, dict(strength=[3]), tmp_path / 'runs', root.name)
+    with pytest.raises(ValueError, match='another sweep'):
+        plan_sweep(wf, dict(strength=[3]), tmp_path / 'runs', root.name)
     with pytest.raises(ValueError, match='sweep cell epochs1-0.*epochs1'):
         plan_sweep('two-stage', dict(epochs1=[0, 1]), tmp_path / 'runs')    # refused before anything runs
     with pytest.raises(ValueError, match='given twice'): parse_grid(wf, [('strength', '1'), ('strength', '2')])
@@ -106,7 +109,8 @@ def test_sweep_on_ray(tmp_path):
     pytest.importorskip('ray')
     wf = toy(tmp_path / 'toy.ipynb')
     r = subprocess.run([EXE, 'sweep', wf, '-p', 'strength', '0.5,2', '--runs-dir', str(tmp_path / 'runs'),
-                        '--backend', 'ray', '--workers', '2'], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+                        '--backend', 'ray', '--workers', '2'], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'cells on Ray (local' in r.stdout
     root = next((tmp_path / 'runs').glob('sweep-toy-*'))
