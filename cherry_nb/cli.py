@@ -222,10 +222,26 @@ def _deploy_parsers(sub):
     x.add_argument('bundle'); x.add_argument('--onnx', required=True, help='the .onnx file to write')
     x.add_argument('--check', default=None, help='an image folder to validate onnxruntime against torch on')
 
+def _sweep_parser(sub):
+    s = sub.add_parser('sweep', help='run a workflow over a grid of parameter values; one table and figure',
+                       description='Run WORKFLOW once per combination of the values given with -p NAME V1,V2,... '
+                                   '(each run a run folder under one sweep folder), then write table.csv, table.md '
+                                   'and figure.html (certified accept share against cost). The same command again '
+                                   'resumes: completed cells are skipped, unfinished ones resumed.')
+    s.add_argument('workflow', help='a packaged workflow or the path of a notebook')
+    s.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'V1,V2'),
+                   help='a parameter and its comma-separated values (repeatable)')
+    s.add_argument('--runs-dir', default='runs', help='folder that receives the sweep folder')
+    s.add_argument('--name', default=None, help='sweep folder name (default: sweep-<workflow>-<hash of the grid>)')
+    s.add_argument('--backend', default='local', choices=('local', 'ray'), help='cells one after another, or on Ray')
+    s.add_argument('--workers', type=int, default=0, help='Ray: cells at once (0: as many as fit)')
+    s.add_argument('--cpus-per-cell', type=float, default=1, help='Ray: CPUs of each cell')
+    s.add_argument('--ray-address', default='', help="Ray: '' a local Ray, 'auto' or 'ray://HEAD:10001' a cluster")
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='cherry-nb', description='cherry_nb workflows from the command line')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    _run_parser(sub); _deploy_parsers(sub); line_parsers(sub)
+    _run_parser(sub); _deploy_parsers(sub); line_parsers(sub); _sweep_parser(sub)
     sub.add_parser('list', help='list workflows and their parameters')
     s = sub.add_parser('synth', help='render simulator data into a folder')
     s.add_argument('out'); s.add_argument('--preset', default='quick'); s.add_argument('--seed', type=int, default=0)
@@ -264,6 +280,9 @@ def _cmd_other(a) -> int:
     if a.cmd in LINE_COMMANDS:
         from cherry_nb.line_commands import run_line
         return run_line(a)
+    if a.cmd == 'sweep':
+        from cherry_nb.sweep import sweep_command
+        return sweep_command(a)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 

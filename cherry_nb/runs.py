@@ -269,9 +269,9 @@ def sim_folder(cfg: DataConfig) -> Path:
     return Path(cfg.data_root) / f"{cfg.preset}-seed{cfg.data_seed}{noise}{views}"
 
 def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
-    from cherry_nb.synth import render_dataset, preset_config, SYNTH_VERSION
+    from cherry_nb.synth import render_dataset, preset_config, config_record, SYNTH_VERSION
     src = sim_folder(cfg)
-    want = dict(synth_version=SYNTH_VERSION, config=json.loads(to_json(asdict(preset_config(cfg.preset)))))
+    want = dict(synth_version=SYNTH_VERSION, config=json.loads(to_json(config_record(preset_config(cfg.preset)))))
     have = read_json(src / 'dataset.json') if (src / 'dataset.json').exists() else {}
     if any(have.get(k) != v for k, v in want.items()):      # missing, or rendered by another simulator version
         say(f"rendering simulator data ({cfg.preset}, seed {cfg.data_seed}) into {src}")

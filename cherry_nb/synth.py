@@ -20,10 +20,10 @@ import cherry_nb
 from .core import *
 
 # %% auto #0
-__all__ = ['CONFOUNDERS', 'PIT_KINDS', 'PRESETS', 'SPLITS', 'SHIFT_KINDS', 'SYNTH_VERSION', 'TRUTH_COLS', 'VIEW_COLS',
-           'SynthConfig', 'preset_config', 'sample_params', 'draw_cherry', 'Shift', 'as_shift', 'shifted_params',
-           'label3_from_truth', 'render_cherry', 'ViewConfig', 'view_params', 'render_views', 'flip_labels',
-           'render_dataset', 'read_truth', 'gallery', 'visibility_hist']
+__all__ = ['CONFOUNDERS', 'PIT_KINDS', 'PRESETS', 'PRESET_FAMILIES', 'SPLITS', 'SHIFT_KINDS', 'SYNTH_VERSION', 'TRUTH_COLS',
+           'VIEW_COLS', 'SynthConfig', 'config_record', 'preset_config', 'sample_params', 'draw_cherry', 'Shift',
+           'as_shift', 'shifted_params', 'label3_from_truth', 'render_cherry', 'ViewConfig', 'view_params',
+           'render_views', 'flip_labels', 'render_dataset', 'read_truth', 'gallery', 'visibility_hist']
 
 # %% ../nbs/02_synth.ipynb #be67b488
 @dataclass
@@ -66,11 +66,13 @@ class SynthConfig:
     vis_snr0: float = 220.0                  # detectability SNR at which visibility = 1 - 1/e
     maybe_visibility: float = 0.25           # a pit with visibility below this is labelled 'maybe'
     maybe_mimic: float = 0.45                # a clean cherry whose most pit-like confounder scores above is 'maybe'
+    p_speck: float = 0.0                     # probability of a speck: a dark, sharp, pit-sized fleck that is not a pit
+    light_gradient: float = 0.0              # uneven backlight: brightness changes by up to +-this across the image
 
     def __post_init__(self):
         if int(self.size) < 16: raise ValueError(f"SynthConfig.size must be >= 16 pixels, got {self.size}")
         for f in ('pit_fraction', 'fragment_fraction', 'cavity_prob', 'p_stem', 'p_bruise', 'p_dark_flesh',
-                  'p_juice', 'p_glint', 'p_cup_edge'):
+                  'p_juice', 'p_glint', 'p_cup_edge', 'p_speck'):
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"SynthConfig.{f} must be in [0, 1], got {getattr(self, f)}")
         for f in fields(self):
@@ -78,8 +80,16 @@ class SynthConfig:
             if isinstance(v, list): setattr(self, f.name, v := tuple(v))  # configs read back from JSON
             if isinstance(v, tuple) and (len(v) != 2 or v[0] > v[1]):
                 raise ValueError(f"SynthConfig.{f.name} must be a (low, high) pair, got {v}")
+        if not 0 <= self.light_gradient < 1:
+            raise ValueError(f"SynthConfig.light_gradient must be in [0, 1), got {self.light_gradient}")
 
-CONFOUNDERS = ('stem', 'bruise', 'dark_flesh', 'juice', 'glint', 'cup_edge')  # pit-like things that are not pits
+CONFOUNDERS = ('stem', 'bruise', 'dark_flesh', 'juice', 'glint', 'cup_edge', 'speck')  # pit-like, not pits
+_LATER = ('p_speck', 'light_gradient')   # fields added after synth version 2: recorded only when set
+
+def config_record(cfg: SynthConfig) -> dict:
+    "The settings as `dataset.json` records them: a field added after synth version 2 only when it is set."
+    d, base = asdict(cfg), asdict(SynthConfig())
+    return {k: v for k, v in d.items() if k not in _LATER or v != base[k]}
 PIT_KINDS = ('none', 'whole', 'fragment')
 
 # %% ../nbs/02_synth.ipynb #c6809dc0
@@ -94,6 +104,21 @@ PRESETS = {
                              exposure=(0.5, 1.35), strobe_tint=0.12)),              # stronger strobe variation
     'tiny': dict(n_train=64, n_val=64, n_test=48, config=dict(size=32)),       # a whole workflow in seconds
 }
+_Q = dict(n_train=600, n_val=200, n_test=400)
+PRESETS.update({   # the `shift` family: quick's counts, one aspect pushed well beyond `hard` (what no default saw)
+    'shift-light': _Q | dict(config=dict(exposure=(0.3, 1.8), strobe_tint=0.3, light_gradient=0.5, p_glint=0.6)),
+    'shift-lens': _Q | dict(config=dict(motion_blur=(2.0, 14.0), defocus=(1.0, 3.0), noise=(0.01, 0.06),
+                                        jpeg_quality=(20, 60))),
+    'shift-fruit': _Q | dict(config=dict(absorb_red=(0.05, 2.5), absorb_green=(0.8, 7.0), absorb_blue=(1.5, 6.0),
+                                         cherry_radius=(0.35, 0.9), cherry_aspect=(0.65, 1.0), cherry_lobes=0.12,
+                                         texture=(0.1, 0.4), rim=(0.2, 2.0))),
+    'shift-pit': _Q | dict(config=dict(fragment_fraction=0.7, whole_radius=(0.14, 0.3), fragment_radius=(0.05, 0.16),
+                                       pit_absorb=(0.4, 2.0), pit_depth=(0.3, 1.0), pit_halo=(0.0, 0.15))),
+    'shift-size': _Q | dict(config=dict(size=48, cherry_radius=(0.3, 0.5), offset=0.3)),   # 48 px: below the model's
+    'shift-confound': _Q | dict(config=dict(p_speck=0.4, p_stem=0.3, p_bruise=0.35, p_dark_flesh=0.3, p_juice=0.4,
+                                            p_cup_edge=0.5)),
+})
+PRESET_FAMILIES = {'shift': tuple(k for k in PRESETS if k.startswith('shift-'))}   # family name -> its presets
 SPLITS = ('train', 'val', 'test')
 
 # %% ../nbs/02_synth.ipynb #df8e9cdb
@@ -172,6 +197,13 @@ def _sample_confounders(r: _Draws, cfg: SynthConfig) -> dict:
              cup_shift=r.uni((0.0, 0.3)), cup_dark=r.uni((0.2, 0.7)))
     return p
 
+def _sample_later(r: _Draws, cfg: SynthConfig) -> dict:
+    "A pit-like speck and an uneven backlight (knobs added after synth version 2, drawn only when one is set)."
+    sx, sy = r.polar(0.7)
+    return dict(speck=r.flag(cfg.p_speck), speck_x=sx, speck_y=sy, speck_r=r.logu((0.06, 0.22)),
+                speck_aspect=r.uni((0.5, 1.0)), speck_angle=r.ang(), speck_absorb=r.logu((0.8, 3.0)),
+                light_grad=r.uni((0.0, cfg.light_gradient)), light_angle=r.ang())
+
 def _sample_camera(r: _Draws, cfg: SynthConfig) -> dict:
     "Strobe exposure and tint, motion blur, defocus, sensor noise and JPEG quality."
     tint = (-cfg.strobe_tint, cfg.strobe_tint)
@@ -193,19 +225,24 @@ def _mimic(p: dict) -> float:
     if p['dark_flesh']:
         like.append(_likeness(math.hypot(p['dark_x'], p['dark_y']), p['dark_r'], 1.0,
                               1 - math.exp(-0.7 * p['dark_absorb']), 0.5 * p['dark_r']))
+    if p.get('speck'):
+        like.append(_likeness(math.hypot(p['speck_x'], p['speck_y']), p['speck_r'] * math.sqrt(p['speck_aspect']),
+                              p['speck_aspect'], 1 - math.exp(-p['speck_absorb']), 0.06 * p['speck_r']))
     return max(like)
 
 def sample_params(rng: np.random.Generator, # the cherry's own generator
                   cfg: SynthConfig,         # simulator settings
                  ) -> dict:
     "Draw all render parameters of one cherry (a flat dict of scalars) plus its pit-likeness score `mimic`."
-    r = _Draws(rng)
+    later = any(getattr(cfg, k) != getattr(SynthConfig, k) for k in _LATER)
+    r = _Draws(rng, 96 if later else 80)
     p = _sample_body(r, cfg)
     p.update(_sample_pit(r, cfg, p['pit_present'], p.pop('fragment')))
     p.update(_sample_confounders(r, cfg))
     p.update(_sample_camera(r, cfg))
+    if later: p.update(_sample_later(r, cfg))
     for k in CONFOUNDERS:   # parameters of absent confounders are meaningless
-        if not p[k]:
+        if k in p and not p[k]:
             for q in [q for q in p if q.startswith(k.split('_')[0] + '_') and q != k]: p[q] = math.nan
     p['mimic'] = _mimic(p)
     return p
@@ -260,6 +297,7 @@ _STEM_COL = np.array([1.3, 0.8, 1.2], np.float32)      # green-brown stem
 _BRUISE_COL = np.array([0.8, 0.5, 0.4], np.float32)    # brown bruise (red channel is what shows)
 _DARK_COL = np.array([0.7, 0.3, 0.3], np.float32)      # dark, almost black-red flesh
 _JUICE_COL = np.array([0.15, 1.0, 0.9], np.float32)    # red juice: absorbs green and blue
+_SPECK_COL = np.array([1.0, 0.45, 0.3], np.float32)    # a speck is as brown as a pit's shadow
 
 def _frame(p: dict, S: int) -> SimpleNamespace:
     "The pixel grid in image units (x, y) and in the cherry's frame (u, v: cherry radii), with the map back."
@@ -306,6 +344,12 @@ def _add_confounders(A: np.ndarray, p: dict, f: SimpleNamespace):
                                            p['stem_width'])
         add(_STEM_COL * p['stem_absorb'], p['stem_x'], p['stem_y'], p['stem_len'] + p['stem_width'] + 0.05,
             lambda uu, vv: _soft(stem_d(uu, vv), 1.5 / f.pix))
+    if p.get('speck'):
+        sr = p['speck_r']
+        speck_d = lambda uu, vv: _ellipse_d(uu, vv, p['speck_x'], p['speck_y'], sr, sr * p['speck_aspect'],
+                                            p['speck_angle'])[0]
+        add(_SPECK_COL * p['speck_absorb'], p['speck_x'], p['speck_y'], sr + 0.08,
+            lambda uu, vv: _soft(speck_d(uu, vv), max(1.2 / f.pix, 0.06 * sr)))
 
 def _backlit(p: dict, f: SimpleNamespace, A: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(image [3, S, S] of the strobe through the cup and the fruit by Beer-Lambert, the strobe's light [3, 1, 1])."
@@ -320,6 +364,12 @@ def _backlit(p: dict, f: SimpleNamespace, A: np.ndarray, mask: np.ndarray) -> tu
         bg = bg * (1 - p['cup_dark'] * (np.exp(-(rc / 0.04) ** 2) + 0.5 * np.clip(rc / 0.05, 0, 1)))
     light = (p['exposure'] * np.exp(np.array([p['tint_r'], p['tint_g'], p['tint_b']], np.float32)))[:, None, None]
     return light * bg[None] * (1 - mask + mask * T0), light
+
+def _uneven(img: np.ndarray, p: dict, f: SimpleNamespace) -> np.ndarray:
+    "The backlit image under an uneven backlight: brightness x (1 + g * position along the gradient's direction)."
+    if not p.get('light_grad'): return img
+    along = f.x * math.cos(p['light_angle']) + f.y * math.sin(p['light_angle'])
+    return img * (1 + p['light_grad'] * along)[None]
 
 def _draw_pit(img: np.ndarray, p: dict, f: SimpleNamespace, mask: np.ndarray) -> tuple[np.ndarray, float]:
     "Darken `img` (in place) by the pit: a soft jagged ellipse whose edge softens and contrast fades with depth."
@@ -383,6 +433,7 @@ def draw_cherry(p: dict,                    # parameters from `sample_params`
     A, mask = _flesh(p, f, rng)
     _add_confounders(A, p, f)
     img, light = _backlit(p, f, A, mask)
+    img = _uneven(img, p, f)
     sig, i_loc = _draw_pit(img, p, f, mask) if p['pit_present'] else (np.zeros((S, S), np.float32), 0.0)
     img, sig = _juice_and_glint(img, sig, p, f, rng, mask, light)
     out = _camera(img, p, k, rng)
@@ -461,7 +512,7 @@ def render_cherry(rng: np.random.Generator,   # the cherry's generator, e.g. `np
 
 def _truth(p: dict, vis: dict, cfg: SynthConfig) -> dict:
     "The truth row of one rendered image: labels, visibility, confounders, then every render parameter."
-    conf = [c for c in CONFOUNDERS if p[c]]
+    conf = [c for c in CONFOUNDERS if p.get(c)]
     l3 = label3_from_truth(p['pit_present'], vis['visibility'], p['mimic'], cfg)
     truth = dict(pit_present=p['pit_present'], pit_kind=p['pit_kind'], visibility=round(vis['visibility'], 6),
                  confounders=';'.join(conf), ambiguous=int(l3 == 'maybe'), true_label=CLASSES_2[p['pit_present']],
@@ -640,7 +691,7 @@ def _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shi
                                         layout='<split>/<given_label>/<cherry_id>_v<view>.png')
     meta = dict(generator='cherry_nb.synth', synth_version=SYNTH_VERSION, package_version=cherry_nb.__version__,
                 preset=preset, seed=int(seed), counts=counts, pit_as_clean=pit_as_clean, clean_as_pit=clean_as_pit,
-                config=asdict(cfg), **({'shift': shift.to_dict()} if shift.active else {}),
+                config=config_record(cfg), **({'shift': shift.to_dict()} if shift.active else {}),
                 layout='<split>/<given_label>/<cherry_id>.png',
                 summary=dict(n=len(df), pit_fraction=float(df.pit_present.mean()) if len(df) else 0.0,
                              ambiguous_fraction=float(df.ambiguous.sum() / n_all) if len(df) else 0.0,
@@ -660,7 +711,7 @@ def _move_into_place(tmp: Path, out: Path, meta: dict):
     shutil.rmtree(trash, ignore_errors=True)
 
 def render_dataset(out_dir,                       # folder to write (created; must be empty unless `overwrite`)
-                   preset: str = 'quick',         # `PRESETS` name: 'quick', 'seed-scale' or 'hard'
+                   preset: str = 'quick',         # `PRESETS` name: 'quick', 'seed-scale', 'hard', 'shift-light', ...
                    seed: int = 0,                 # one seed fixes every image and label
                    size: int | None = None,       # image side in pixels (default: `cfg.size`, 128)
                    pit_as_clean: float = 0.0,     # annotator noise: share of true pits labelled clean

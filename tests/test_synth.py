@@ -169,3 +169,25 @@ def test_read_with_data_layer(tiny):
     assert (m.width == 64).all() and (m.height == 64).all() and (m['mode'] == 'RGB').all()
     j = m.merge(truth, on='relpath', suffixes=('', '_t'))
     assert (j.pit_kind == j.pit_kind_t).all() and np.allclose(j.visibility, j.visibility_t)
+
+
+def test_shift_family_presets(tmp_path):
+    "Each preset of the shift family renders with truth, records its settings, and changes what it says it changes."
+    from cherry_nb.synth import PRESET_FAMILIES, preset_config, config_record
+    fam = PRESET_FAMILIES['shift']
+    assert {'shift-light', 'shift-lens', 'shift-fruit', 'shift-pit', 'shift-size', 'shift-confound'} <= set(fam)
+    base = SynthConfig()
+    for name in fam:
+        root = render_dataset(tmp_path / name, name, n_train=12, n_val=4, n_test=4, workers=1, progress=False)
+        meta, df = read_json(root / 'dataset.json'), read_truth(root)
+        assert meta['preset'] == name and SynthConfig(**meta['config']) == preset_config(name)
+        assert len(df) == 20 and df.true_label.isin(CLASSES_2).all() and df.visibility.between(0, 1).all()
+        assert preset_config(name) != base
+    assert 'p_speck' not in config_record(preset_config('hard'))          # earlier presets keep their record
+    ps = [sample_params(np.random.default_rng([2, i]), preset_config('shift-confound')) for i in range(300)]
+    clean_specks = [p for p in ps if p['speck'] and not p['pit_present']]
+    assert len(clean_specks) > 30 and np.median([p['mimic'] for p in clean_specks]) > base.maybe_mimic
+    same = [sample_params(np.random.default_rng([2, i]), base)['pit_present'] for i in range(300)]
+    assert [p['pit_present'] for p in ps] == same                          # the same cherries hold pits
+    img, t = render_cherry(np.random.default_rng(1), preset_config('shift-size'))
+    assert img.shape == (48, 48, 3)
