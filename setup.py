@@ -20,6 +20,7 @@ extras['dev'] = sorted({r for reqs in extras.values() for r in reqs})
 min_python = cfg['min_python']
 lic = licenses[cfg['license']]
 console_scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
+command_plugins = [s.strip() for s in cfg.get('command_plugins', '').split() if s.strip()]
 
 setup(
     name=cfg['lib_name'],
@@ -45,6 +46,6 @@ setup(
     extras_require=extras,
     python_requires='>=' + min_python,
     zip_safe=False,
-    entry_points={'console_scripts': console_scripts,
+    entry_points={'console_scripts': console_scripts, 'cherry_nb.commands': command_plugins,
                   'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d']},
 )

@@ -14,9 +14,9 @@ from .runs import (RunFolder, ParamError, check_params, config_from, workflow_co
                             read_params, start_attempt, end_attempt)
 
 # %% auto #0
-__all__ = ['workflows_dir', 'list_workflows', 'workflow_path', 'workflow_params', 'workflow_defaults', 'params_help',
-           'parse_value', 'cli_values', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure',
-           'run_workflow', 'threading_main', 'main']
+__all__ = ['COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path', 'workflow_params', 'workflow_defaults',
+           'params_help', 'parse_value', 'cli_values', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir',
+           'describe_failure', 'run_workflow', 'threading_main', 'plugin_command', 'main']
 
 # %% ../nbs/15_cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -254,6 +254,18 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument('--experiment', default=None, help='MLflow experiment (default: cherry_nb-<workflow>)')
     return ap
 
+# %% ../nbs/15_cli.ipynb #43472828
+COMMAND_PLUGINS = ('sweep',)   # subcommands whose handler a module above the CLI plugs in (settings.ini command_plugins)
+
+def plugin_command(name: str):
+    "The handler of subcommand `name`, from the `cherry_nb.commands` entry points (installed with the package)."
+    from importlib.metadata import entry_points
+    eps = {e.name: e for e in entry_points(group='cherry_nb.commands')}
+    if name not in eps:
+        raise ValueError(f"subcommand {name!r} has no handler installed (entry points 'cherry_nb.commands'): "
+                         "reinstall the package (pip install -e .)")
+    return eps[name].load()
+
 # %% ../nbs/15_cli.ipynb #3549edcd
 def _cmd_run(a, ap) -> int:
     if a.help or not a.workflow:
@@ -280,9 +292,7 @@ def _cmd_other(a) -> int:
     if a.cmd in LINE_COMMANDS:
         from cherry_nb.line_commands import run_line
         return run_line(a)
-    if a.cmd == 'sweep':
-        from cherry_nb.sweep import sweep_command
-        return sweep_command(a)
+    if a.cmd in COMMAND_PLUGINS: return plugin_command(a.cmd)(a)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 

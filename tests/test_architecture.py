@@ -23,8 +23,8 @@ LAYER_OF = {
     'runs': 'run', 'jobs': 'run', 'ray_jobs': 'run', 'tracking': 'run', 'testing': 'run',
     'deploy': 'line', 'watch': 'line', 'line_commands': 'line', 'audit': 'line', 'recalibrate': 'line',
     'planner': 'line', 'signing': 'line',
-    'two_stage': 'studies', 'compare': 'studies', 'recipes': 'studies', 'sweep': 'studies', 'label': 'studies',
-    'cli': 'faces', 'explorer': 'faces', 'report': 'faces',            # `report` stands for report.*
+    'two_stage': 'studies', 'compare': 'studies', 'recipes': 'studies', 'label': 'studies',
+    'cli': 'faces', 'sweep': 'faces', 'explorer': 'faces', 'report': 'faces',            # `report` stands for report.*
 }
 
 # Cycles known and being removed (none left: deploy <-> watch went with the CLI-layer line commands):
