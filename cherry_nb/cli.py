@@ -9,14 +9,14 @@ from importlib import resources
 from pathlib import Path
 
 from .core import *
-from .params import ParamError, check_params, unknown_message
+from .params import ParamError, check_params, unknown_message, check_schema, schema_checks
 from .runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 
 # %% auto #0
 __all__ = ['workflows_dir', 'list_workflows', 'workflow_path', 'parameters_cell', 'workflow_params', 'workflow_defaults',
            'params_help', 'parse_value', 'cli_values', 'path_problems', 'device_problem', 'image_size_problem',
-           'quick_check_params', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure',
-           'workflow_of_run', 'run_workflow', 'threading_main', 'main']
+           'checks_file', 'write_workflow_checks', 'quick_check_params', 'check_workflow_params', 'WorkflowFailed',
+           'new_run_dir', 'describe_failure', 'workflow_of_run', 'run_workflow', 'threading_main', 'main']
 
 # %% ../nbs/15_cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -154,13 +154,23 @@ def _workflow_config(src: Path):
     from cherry_nb.runs import workflow_config
     return workflow_config(src.stem)
 
+def checks_file(src: Path) -> Path:
+    "The JSON beside a packaged workflow with the data part of its config's checks (`params.check_schema`)."
+    return src.with_name(src.stem + '.checks.json')
+
+def write_workflow_checks() -> list:
+    "Write `checks_file` of every packaged workflow from its config (run after changing a config's checks)."
+    out = []
+    for w in list_workflows():
+        src = workflow_path(w); out.append(atomic_write_json(checks_file(src), check_schema(_workflow_config(src))))
+    return out
+
 def quick_check_params(name: str, params: dict) -> dict:
-    "Parameters of workflow `name` over its defaults: unknown names, paths and devices checked, without torch."
+    "Parameters of workflow `name` over its defaults: names, types, ranges, choices, paths and devices, without torch."
+    src = workflow_path(name); f = checks_file(src)
+    checks = schema_checks(read_json(f)) if src.parent == workflows_dir() and f.is_file() else {}
     defaults = {k: v for k, v in workflow_defaults(name).items() if k != 'out_dir'}
-    given = {k: v for k, v in params.items() if k != 'out_dir'}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown: raise ParamError(unknown_message(unknown, defaults, f"workflow {name!r}"))
-    out = {**defaults, **given}
+    out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults, checks, f"workflow {name!r}")
     bad = [m for m in path_problems(out) + [device_problem(out.get('device'))] if m]
     if bad: raise ParamError('; '.join(bad))
     return out

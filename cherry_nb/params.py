@@ -10,7 +10,8 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['Check', 'positive', 'at_least', 'unit', 'unit_open', 'one_of', 'satisfies', 'ParamError', 'coerce', 'unknown_message',
-           'check_params', 'config_defaults', 'all_checks', 'config_from', 'config_docs', 'parameters_source']
+           'check_params', 'config_defaults', 'all_checks', 'config_from', 'check_schema', 'schema_checks',
+           'config_docs', 'parameters_source']
 
 # %% ../nbs/00a_params.ipynb #3864b2f2
 @dataclass(frozen=True)
@@ -109,6 +110,25 @@ def config_from(cls, namespace: dict, **overrides):
     d = config_defaults(cls)
     given = {k: namespace[k] for k in d if k in namespace}; given.update(overrides)
     return cls(**check_params(given, d, all_checks(cls), cls.__name__))
+
+# %% ../nbs/00a_params.ipynb #76985748
+_SCHEMA_FIELDS = ('lo', 'hi', 'lo_open', 'hi_open', 'choices', 'extra', 'what')
+
+def _unset(v) -> bool: return v is None or v is False or (isinstance(v, (tuple, str)) and not v)
+
+def check_schema(cls) -> dict:
+    "The data part of config `cls`'s checks (ranges, choices, extras; `test`: it also has a predicate), as JSON."
+    out = {}
+    for k, c in sorted(all_checks(cls).items()):
+        d = {f: list(v) if isinstance(v, tuple) else v for f in _SCHEMA_FIELDS
+             if not _unset(v := getattr(c, f))}
+        out[k] = {**d, **({'test': True} if c.test is not None else {})}
+    return out
+
+def schema_checks(schema: dict) -> dict:
+    "{name: `Check`} from `check_schema`'s JSON, without the predicates (they need the config's own code)."
+    tup = lambda f, v: tuple(v) if f in ('choices', 'extra') else v
+    return {k: Check(**{f: tup(f, v) for f, v in d.items() if f in _SCHEMA_FIELDS}) for k, d in schema.items()}
 
 # %% ../nbs/00a_params.ipynb #74f97863
 def config_docs(cls) -> dict:
