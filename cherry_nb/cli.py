@@ -133,7 +133,7 @@ def device_problem(v, exact: bool = False) -> str | None:
 
 # %% ../nbs/15_cli.ipynb #b7f1c4cf
 def image_size_problem(p: dict) -> str | None:
-    "Why `image_size` is too small for the augmentation (`AugConfig.min_size`) or the model (a trial on torch's meta device)."
+    "Why `image_size` is too small for the augmentation (`AugConfig.min_size`) or the model (a trial on 'meta')."
     if not isinstance(p.get('image_size'), int) or not p.get('arch'): return None
     from cherry_nb.augment import AUG_PRESETS
     s, aug = p['image_size'], AUG_PRESETS.get(p.get('aug'))
@@ -165,19 +165,21 @@ def write_workflow_checks() -> list:
         src = workflow_path(w); out.append(atomic_write_json(checks_file(src), check_schema(_workflow_config(src))))
     return out
 
-def quick_check_params(name: str, params: dict) -> dict:
-    "Parameters of workflow `name` over its defaults: names, types, ranges, choices, paths and devices, without torch."
+def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
+    "Parameters of workflow `name` over its defaults: names, types, ranges, choices, paths and (`machine`) devices."
     src = workflow_path(name); f = checks_file(src)
     checks = schema_checks(read_json(f)) if src.parent == workflows_dir() and f.is_file() else {}
     defaults = {k: v for k, v in workflow_defaults(name).items() if k != 'out_dir'}
     out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults, checks, f"workflow {name!r}")
-    bad = [m for m in path_problems(out) + [device_problem(out.get('device'))] if m]
+    bad = [m for m in path_problems(out) + [device_problem(out.get('device')) if machine else None] if m]
     if bad: raise ParamError('; '.join(bad))
     return out
 
-def check_workflow_params(name: str, params: dict) -> dict:
+def check_workflow_params(name: str, params: dict,
+                          machine: bool = True,   # also check that this machine has the device asked for
+                         ) -> dict:
     "All parameters of workflow `name` (defaults merged), checked; `params.ParamError` names every bad one."
-    src = workflow_path(name); quick_check_params(name, params)
+    src = workflow_path(name); quick_check_params(name, params, machine)
     defaults = {k: v for k, v in workflow_defaults(str(src)).items() if k != 'out_dir'}
     cls = _workflow_config(src)
     from cherry_nb.params import all_checks, config_from
@@ -185,7 +187,8 @@ def check_workflow_params(name: str, params: dict) -> dict:
                        all_checks(cls) if cls else {}, f"workflow {name!r}")
     if cls is None: return out
     config_from(cls, out)                                         # cross-parameter checks (__post_init__)
-    bad = [m for m in (device_problem(out.get('device'), exact=True), image_size_problem(out)) if m]
+    dev = device_problem(out.get('device'), exact=True) if machine else None
+    bad = [m for m in (dev, image_size_problem(out)) if m]
     if bad: raise ParamError('; '.join(bad))
     return out
 
