@@ -783,7 +783,7 @@ def _count_tiers(tiers) -> dict: return {t: int((np.asarray(tiers) == t).sum()) 
 FAR_SIZE = 4     # an image side this many times smaller or larger than the bundle's input is far from it
 
 def far_from_input(df, size: int) -> int:
-    "How many images of `df` (with width, height) are far from the input size: a side < size/FAR_SIZE or > size*FAR_SIZE."
+    "How many images of `df` (width, height) are far from input `size`: a side < size/FAR_SIZE or > size*FAR_SIZE."
     if not len(df) or not {'width', 'height'} <= set(df.columns): return 0
     w, h = df['width'].to_numpy(float), df['height'].to_numpy(float)
     return int((np.minimum(w, h) < size / FAR_SIZE).sum() + (np.maximum(w, h) > size * FAR_SIZE).sum())
@@ -837,9 +837,10 @@ def report_text(res: FolderPredictions) -> str:
     if not cherry: out += ['tiers: ' + ', '.join(f"{t} {k} ({100 * k / n:.1f}%)" for t, k in s['tiers'].items())]
     if s.get('n_far_size'):
         px = s['input_px']
-        out += [f"warning: {s['n_far_size']} of {s['n_files'] - s['n_skipped']} images are far from the bundle's {px} px "
-                f"input (a side under {px / FAR_SIZE:g} px or over {px * FAR_SIZE:g} px); they were resized and scored, "
-                "but the model never saw such images and its guarantee assumes images like its calibration images"]
+        out += [f"warning: {s['n_far_size']} of {s['n_files'] - s['n_skipped']} images are far from the bundle's "
+                f"{px} px input (a side under {px / FAR_SIZE:g} px or over {px * FAR_SIZE:g} px); they were resized "
+                "and scored, but the model never saw such images and its guarantee assumes images like its "
+                "calibration images"]
     if len(res.skipped):
         out += [f"skipped {len(res.skipped)} file(s) (skipped.csv):"]
         out += [f"  {p}: {r}" for p, r in res.skipped.head(20).itertuples(index=False)]

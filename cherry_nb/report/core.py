@@ -153,8 +153,8 @@ def artifacts_table(run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../../nbs/12_report.ipynb #f104984b
-_HISTORY_COLS = {'train_loss': 'Train loss', 'val_loss': 'Val loss', 'val_acc': 'Val accuracy', 'val_auroc': 'Val AUROC',
-                 'val_f1_macro': 'Val F1 (macro)'}
+_HISTORY_COLS = {'train_loss': 'Train loss', 'val_loss': 'Val loss', 'val_acc': 'Val accuracy',
+                 'val_auroc': 'Val AUROC', 'val_f1_macro': 'Val F1 (macro)'}
 
 def training_table(run, names=None) -> pd.DataFrame:
     "One row per training job of `run` (`names`, default all): epochs run, the kept (best) epoch and its metrics."
@@ -165,7 +165,8 @@ def training_table(run, names=None) -> pd.DataFrame:
         m = (read_json(j).get('metrics') or {}) if j.is_file() else {}
         h = pd.DataFrame(m.get('history') or [])
         if h.empty: continue
-        best = m.get('best_epoch'); i = int(best) if best is not None and best in set(h.epoch) else int(h.epoch.iloc[-1])
+        best = m.get('best_epoch')
+        i = int(best) if best is not None and best in set(h.epoch) else int(h.epoch.iloc[-1])
         r = h[h.epoch == i].iloc[0]
         rows.append({'Job': j.stem, 'Epochs': len(h), 'Kept epoch': i + 1,          # epochs count from 1 where read
                      **{v: round(float(r[k]), 4) for k, v in _HISTORY_COLS.items() if k in h.columns}})
