@@ -367,7 +367,7 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument('spec'); j.add_argument('run_dir'); j.add_argument('--cache-dir', default=None)
     m = sub.add_parser('mlflow', help="log a run folder to MLflow (needs pip install 'cherry_nb[mlflow]')")
     m.add_argument('run_dir', help='a run folder (runs/<date>-<name>/)')
-    m.add_argument('--uri', default='file:./mlruns', help='MLflow tracking URI (default: %(default)s)')
+    m.add_argument('--uri', default='sqlite:///mlflow.db', help='MLflow tracking URI (default: %(default)s)')
     m.add_argument('--experiment', default=None, help='MLflow experiment (default: cherry_nb-<workflow>)')
     return ap
 

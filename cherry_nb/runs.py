@@ -217,7 +217,7 @@ class JobsConfig:
 @dataclass
 class TrackingConfig:
     "Where a run is also shown."
-    mlflow_uri: str = ''             # MLflow tracking URI, e.g. file:./mlruns ('': do not log to MLflow)
+    mlflow_uri: str = ''             # MLflow tracking URI, e.g. sqlite:///mlflow.db ('': do not log to MLflow)
 
 # %% ../nbs/06a_runs.ipynb #0526c2c2
 def score_artifact(artifact, df: pd.DataFrame, cache_dir=None, progress: bool = True, batch_size: int = 128):
