@@ -85,5 +85,7 @@ def _ui_shows(url: str, eid: str, rid: str, tmp_path: Path):
         page.screenshot(path=str(tmp_path / 'mlflow_run.png'), full_page=True)
         page.goto(f'{url}/#/experiments/{eid}/runs/{rid}/artifacts', timeout=120_000)
         page.get_by_text('report.html').first.wait_for(timeout=120_000)
+        page.get_by_text('report.html').first.click()                   # MLflow previews HTML in a frame
+        page.frame_locator('iframe').first.get_by_text('Executive Summary').first.wait_for(timeout=120_000)
         page.screenshot(path=str(tmp_path / 'mlflow_artifacts.png'), full_page=True)
         b.close()
