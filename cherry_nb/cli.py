@@ -14,9 +14,10 @@ from .runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 
 # %% auto #0
 __all__ = ['workflows_dir', 'list_workflows', 'workflow_path', 'parameters_cell', 'workflow_params', 'workflow_defaults',
-           'params_help', 'parse_value', 'cli_values', 'path_problems', 'device_problem', 'image_size_problem',
-           'checks_file', 'write_workflow_checks', 'quick_check_params', 'check_workflow_params', 'WorkflowFailed',
-           'new_run_dir', 'describe_failure', 'workflow_of_run', 'run_workflow', 'threading_main', 'main']
+           'params_help', 'parse_value', 'cli_values', 'path_problems', 'device_problem', 'aug_min_sizes',
+           'aug_size_problem', 'image_size_problem', 'checks_file', 'workflow_checks', 'write_workflow_checks',
+           'quick_check_params', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure',
+           'workflow_of_run', 'run_workflow', 'threading_main', 'main']
 
 # %% ../nbs/15_cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -132,14 +133,23 @@ def device_problem(v, exact: bool = False) -> str | None:
     return None
 
 # %% ../nbs/15_cli.ipynb #b7f1c4cf
-def image_size_problem(p: dict) -> str | None:
-    "Why `image_size` is too small for the augmentation (`AugConfig.min_size`) or the model (a trial on 'meta')."
-    if not isinstance(p.get('image_size'), int) or not p.get('arch'): return None
+def aug_min_sizes() -> dict:
+    "{augmentation preset: the smallest image side it works on} (`augment.AugConfig.min_size`)."
     from cherry_nb.augment import AUG_PRESETS
-    s, aug = p['image_size'], AUG_PRESETS.get(p.get('aug'))
-    if aug is not None and s < aug.min_size:
-        return (f"parameter image_size = {s}: augmentation {p['aug']!r} needs images of at least {aug.min_size} px "
-                f"(its blur kernel is {aug.blur_kernel} px)")
+    return {k: v.min_size for k, v in AUG_PRESETS.items()}
+
+def aug_size_problem(p: dict, min_sizes: dict) -> str | None:
+    "Why `image_size` is too small for the augmentation `aug` (`min_sizes`: `aug_min_sizes`), or None."
+    s, need = p.get('image_size'), min_sizes.get(p.get('aug'))
+    if not isinstance(s, int) or need is None or s >= need: return None
+    return (f"parameter image_size = {s}: augmentation {p['aug']!r} needs images of at least {need} px "
+            "(its blur's reflect padding)")
+
+def image_size_problem(p: dict) -> str | None:
+    "Why `image_size` is too small for the augmentation or for the model (a trial forward on torch's 'meta' device)."
+    if not isinstance(p.get('image_size'), int) or not p.get('arch'): return None
+    if (msg := aug_size_problem(p, aug_min_sizes())): return msg
+    s = p['image_size']
     import torch, timm
     try:
         with torch.device('meta'): timm.create_model(p['arch'], num_classes=2)(torch.empty(2, 3, s, s))
@@ -155,23 +165,27 @@ def _workflow_config(src: Path):
     return workflow_config(src.stem)
 
 def checks_file(src: Path) -> Path:
-    "The JSON beside a packaged workflow with the data part of its config's checks (`params.check_schema`)."
+    "The JSON beside a packaged workflow with the data part of its checks: `workflow_checks`."
     return src.with_name(src.stem + '.checks.json')
 
+def workflow_checks(src: Path) -> dict:
+    "The data part of a packaged workflow's checks: its config's (`params.check_schema`) and `aug_min_sizes`."
+    return dict(checks=check_schema(_workflow_config(src)), aug_min_size=aug_min_sizes())
+
 def write_workflow_checks() -> list:
-    "Write `checks_file` of every packaged workflow from its config (run after changing a config's checks)."
-    out = []
-    for w in list_workflows():
-        src = workflow_path(w); out.append(atomic_write_json(checks_file(src), check_schema(_workflow_config(src))))
-    return out
+    "Write `checks_file` of every packaged workflow (run after changing a config's checks or the augmentations)."
+    return [atomic_write_json(checks_file(s), workflow_checks(s)) for s in map(workflow_path, list_workflows())]
 
 def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
     "Parameters of workflow `name` over its defaults: names, types, ranges, choices, paths and (`machine`) devices."
     src = workflow_path(name); f = checks_file(src)
-    checks = schema_checks(read_json(f)) if src.parent == workflows_dir() and f.is_file() else {}
+    data = read_json(f) if src.parent == workflows_dir() and f.is_file() else {}
     defaults = {k: v for k, v in workflow_defaults(name).items() if k != 'out_dir'}
-    out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults, checks, f"workflow {name!r}")
-    bad = [m for m in path_problems(out) + [device_problem(out.get('device')) if machine else None] if m]
+    out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults,
+                       schema_checks(data.get('checks', {})), f"workflow {name!r}")
+    bad = path_problems(out) + [device_problem(out.get('device')) if machine else None,
+                                aug_size_problem(out, data.get('aug_min_size', {}))]
+    bad = [m for m in bad if m]
     if bad: raise ParamError('; '.join(bad))
     return out
 

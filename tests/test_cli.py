@@ -64,11 +64,9 @@ def test_console_command(tmp_path):
 @pytest.mark.parametrize('wf', list_workflows())
 def test_checks_file_matches_config(wf):
     "The quick checks (before torch is imported) are the config's own; after changing a config's checks, regenerate."
-    from cherry_nb.cli import checks_file, workflow_path
-    from cherry_nb.params import check_schema
-    from cherry_nb.runs import workflow_config
+    from cherry_nb.cli import checks_file, workflow_path, workflow_checks
     have = json.loads(checks_file(workflow_path(wf)).read_text())
-    assert have == check_schema(workflow_config(wf)), \
+    assert have == workflow_checks(workflow_path(wf)), \
         "stale: python -c 'from cherry_nb.cli import write_workflow_checks; write_workflow_checks()'"
 
 
@@ -78,6 +76,7 @@ def test_quick_checks_agree_with_the_config():
     from cherry_nb.params import ParamError
     ok = dict(lr1='find', amp=True, epochs1=2, aug='none', device='cpu')
     assert quick_check_params('two-stage', ok) == {k: v for k, v in check_workflow_params('two-stage', ok).items()}
-    for bad in (dict(epochs1='abc'), dict(image_size=-5), dict(aug='strong'), dict(alpha=0), dict(epoch1=3)):
+    for bad in (dict(epochs1='abc'), dict(image_size=-5), dict(aug='strong'), dict(alpha=0), dict(epoch1=3),
+                dict(image_size=2, aug='heavy')):
         with pytest.raises(ParamError): quick_check_params('two-stage', bad)
         with pytest.raises(ParamError): check_workflow_params('two-stage', bad)
