@@ -1,6 +1,7 @@
 """Benchmark: start-up of `cherry-nb` for help, `list` and refused parameters (the minimum of a few runs each).
 
-Goal: every line under 1.5 s on a 2-core machine; a refusal must also leave no run folder.
+Goal: under 1.5 s on a 2-core machine for help, list and every refusal that needs no torch (the last three
+cases import the workflow code); a refusal must also leave no run folder.
 Run: python benchmarks/bench_cli.py [--repeat 3] [--src DIR]   (--src: the checkout whose cherry_nb is timed,
 e.g. an older one for a before/after table; default: this checkout)
 """
@@ -17,7 +18,11 @@ CASES = [('help', ['--help'], 0), ('list', ['list'], 0), ('run two-stage --help'
          ('type -p epochs1 abc', ['run', 'two-stage', '-p', 'epochs1', 'abc'], 2),
          ('range -p image_size -5', ['run', 'two-stage', '-p', 'image_size', '-5'], 2),
          ('choice -p aug strong', ['run', 'two-stage', '-p', 'aug', 'strong'], 2),
-         ('too small -p image_size 1', ['run', 'two-stage', '-p', 'image_size', '1'], 2)]
+         ('too small -p image_size 1', ['run', 'two-stage', '-p', 'image_size', '1'], 2),
+         # these need the workflow's code (torch, timm): a predicate, a cross-parameter check, the model's strides
+         ('predicate -p arch convnext_giant_xxl', ['run', 'two-stage', '-p', 'arch', 'convnext_giant_xxl'], 2),
+         ('cross -p low 0.8', ['run', 'two-stage', '-p', 'low', '0.8'], 2),
+         ('model -p image_size 16', ['run', 'two-stage', '-p', 'image_size', '16'], 2)]
 
 
 def once(args, src, cwd) -> tuple:
