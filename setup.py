@@ -41,7 +41,7 @@ setup(
     keywords=cfg['keywords'],
     packages=find_packages(include=['cherry_nb', 'cherry_nb.*']),
     include_package_data=True,
-    package_data={'cherry_nb': ['workflows/*.ipynb']},
+    package_data={'cherry_nb': ['workflows/*.ipynb', 'workflows/*.checks.json']},
     install_requires=requirements,
     extras_require=extras,
     python_requires='>=' + min_python,

@@ -72,6 +72,11 @@ class AugConfig:
             if not 0 <= getattr(self, k) <= 1: errs.append(f"{k}={getattr(self, k)} must lie in [0, 1]")
         if errs: raise ValueError("bad AugConfig: " + "; ".join(errs))
 
+    @property
+    def min_size(self) -> int:
+        "The smallest image side (px) this augmentation works on: the blur's reflect padding needs a pixel more."
+        return self.blur_kernel // 2 + 1 if self.blur_p > 0 else 1
+
 AUG_PRESETS = {
     'heavy': AugConfig(),
     'light': AugConfig(translate=(0.05, 0.05), scale=(0.95, 1.05), shear=0.0, brightness=0.2, contrast=0.2,

@@ -4,19 +4,21 @@
 
 # %% ../nbs/15_cli.ipynb #973e82a4
 from __future__ import annotations
-import argparse, ast, datetime as _dt, os, re, signal, sys, time, traceback
+import argparse, ast, datetime as _dt, difflib, io, json, os, re, signal, sys, time, tokenize, traceback
 from importlib import resources
 from pathlib import Path
 
 from .core import *
 from .line_commands import line_parsers, LINE_COMMANDS
-from .runs import (RunFolder, ParamError, check_params, config_from, workflow_config, write_params,
-                            read_params, start_attempt, end_attempt)
+from .params import ParamError, check_params, unknown_message, check_schema, schema_checks
+from .runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 
 # %% auto #0
-__all__ = ['COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path', 'workflow_params', 'workflow_defaults',
-           'params_help', 'parse_value', 'cli_values', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir',
-           'describe_failure', 'run_workflow', 'threading_main', 'plugin_command', 'main']
+__all__ = ['COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path', 'parameters_cell', 'workflow_params',
+           'workflow_defaults', 'params_help', 'parse_value', 'cli_values', 'path_problems', 'device_problem',
+           'aug_min_sizes', 'aug_size_problem', 'image_size_problem', 'checks_file', 'workflow_checks',
+           'write_workflow_checks', 'quick_check_params', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir',
+           'describe_failure', 'workflow_of_run', 'run_workflow', 'threading_main', 'plugin_command', 'main']
 
 # %% ../nbs/15_cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -32,19 +34,38 @@ def workflow_path(name: str) -> Path:
     p = Path(name)
     if p.suffix == '.ipynb' and p.exists(): return p.resolve()
     cand = workflows_dir() / (name.replace('-', '_') + '.ipynb')
-    if not cand.exists(): raise ValueError(f"unknown workflow {name!r}; packaged workflows: {list_workflows()}")
+    if not cand.exists():
+        close = difflib.get_close_matches(name, list_workflows(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ''
+        raise ValueError(f"unknown workflow {name!r}{hint}; packaged workflows: {list_workflows()}")
     return cand
 
+# %% ../nbs/15_cli.ipynb #987a97d6
+def parameters_cell(path) -> str:
+    "The source of the cell tagged `parameters` in notebook `path`."
+    nb = read_json(path)
+    for c in nb.get('cells', []):
+        if 'parameters' in c.get('metadata', {}).get('tags', []):
+            return ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+    raise ValueError(f"{path}: no cell tagged 'parameters' (papermill needs one)")
+
+def _line_comments(source: str) -> dict:
+    "{line number: comment text} of Python `source`."
+    toks = tokenize.generate_tokens(io.StringIO(source).readline)
+    return {t.start[0]: t.string.lstrip('#').strip() for t in toks if t.type == tokenize.COMMENT}
+
 def workflow_params(name: str) -> dict:
-    "{parameter: dict(default, type, help)} of a workflow's `parameters` cell (read by papermill, not executed)."
-    import papermill as pm
-    out = {}
-    for k, v in pm.inspect_notebook(str(workflow_path(name))).items():
-        try: d = ast.literal_eval(v['default'])
+    "{parameter: dict(default, type, help)} of a workflow's `parameters` cell (parsed, not executed)."
+    source = parameters_cell(workflow_path(name)); notes = _line_comments(source); out = {}
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, 'target', None)
+        if not isinstance(target, ast.Name) or node.value is None: continue
+        try: d = ast.literal_eval(node.value)
         except (ValueError, SyntaxError):
-            raise ValueError(f"workflow {name!r}: parameter {k} = {v['default']} is not a literal "
+            raise ValueError(f"workflow {name!r}: parameter {target.id} = {ast.unparse(node.value)} is not a literal "
                              "(a parameters cell holds literals only)") from None
-        out[k] = dict(default=d, type=type(d).__name__, help=(v.get('help') or '').strip())
+        help_ = next((notes[l] for l in range(node.lineno, node.end_lineno + 1) if l in notes), '')
+        out[target.id] = dict(default=d, type=type(d).__name__, help=help_)
     return out
 
 def workflow_defaults(name: str) -> dict:
@@ -73,17 +94,117 @@ def cli_values(name: str, pairs) -> dict:
     defaults = workflow_defaults(name)
     return {k: v if isinstance(defaults.get(k), str) else parse_value(v) for k, v in pairs}
 
-def check_workflow_params(name: str, params: dict) -> dict:
-    "All parameters of workflow `name` (defaults merged), checked; `runs.ParamError` names every bad one."
-    src = workflow_path(name); defaults = workflow_defaults(str(src))
-    given = {k: v for k, v in params.items() if k != 'out_dir'}
-    cls = workflow_config(src.stem) if src.parent == workflows_dir() else None
-    checks = {}
-    if cls is not None:
-        from cherry_nb.runs import all_checks
-        checks = all_checks(cls)
-    out = check_params(given, {k: v for k, v in defaults.items() if k != 'out_dir'}, checks, f"workflow {name!r}")
-    if cls is not None: config_from(cls, out)                      # cross-parameter checks (__post_init__)
+# %% ../nbs/15_cli.ipynb #405ab6b3
+def _readable(p: Path) -> bool: return os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0))
+
+def path_problems(p: dict) -> list:
+    "Problems with the `data` and `metadata` paths of checked parameters `p` (missing or unreadable)."
+    out, data = [], Path(str(p.get('data') or '')).expanduser()
+    if p.get('data') and not data.exists(): out.append(f"parameter data = {str(p['data'])!r}: no such file or folder")
+    elif p.get('data') and not _readable(data): out.append(f"parameter data = {str(p['data'])!r}: cannot be read")
+    m = str(p.get('metadata') or '')
+    if m and (not p.get('data') or data.exists()):
+        mp = Path(m).expanduser(); base = data if data.is_dir() else data.parent
+        cands = [mp] if mp.is_absolute() or not p.get('data') else [base / mp, Path.cwd() / mp]
+        hit = next((c for c in cands if c.is_file()), None)     # the rule of `data.read_image_folder`
+        if hit is None: out.append(f"parameter metadata = {m!r}: not found ({' or '.join(map(str, cands))})")
+        elif not _readable(hit): out.append(f"parameter metadata = {m!r}: {hit} cannot be read")
+    return out
+
+def _no_cuda_here() -> bool:
+    "True when this machine plainly has no GPU driver (Linux without NVIDIA or ROCm devices); False: ask torch."
+    if not sys.platform.startswith('linux'): return sys.platform == 'darwin'
+    return not any(Path(q).exists() for q in ('/proc/driver/nvidia/version', '/dev/nvidia0', '/dev/kfd'))
+
+def device_problem(v, exact: bool = False) -> str | None:
+    "Why `device = v` cannot run here (quick look at the machine; `exact`: ask torch), or None."
+    v = str(v); cuda, mps = v == 'cuda' or v.startswith('cuda:'), v == 'mps'
+    if not (cuda or mps): return None
+    if not exact:
+        gone = _no_cuda_here() if cuda else sys.platform != 'darwin'
+        return f"parameter device = {v!r}: this machine has no {'CUDA GPU' if cuda else 'Apple GPU (MPS)'}; " \
+               "use 'auto' or 'cpu'" if gone else None
+    import torch
+    n = torch.cuda.device_count() if cuda and torch.cuda.is_available() else 0
+    if cuda and (int(v[5:]) if ':' in v else 0) >= n:
+        have = f"{n} CUDA device(s)" if n else f"no CUDA device (torch {torch.__version__}, CUDA {torch.version.cuda})"
+        return f"parameter device = {v!r}: torch sees {have}; use 'auto' or 'cpu'"
+    if mps and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        return f"parameter device = {v!r}: torch sees no Apple GPU (MPS); use 'auto' or 'cpu'"
+    return None
+
+# %% ../nbs/15_cli.ipynb #b7f1c4cf
+def aug_min_sizes() -> dict:
+    "{augmentation preset: the smallest image side it works on} (`augment.AugConfig.min_size`)."
+    from cherry_nb.augment import AUG_PRESETS
+    return {k: v.min_size for k, v in AUG_PRESETS.items()}
+
+def aug_size_problem(p: dict, min_sizes: dict) -> str | None:
+    "Why `image_size` is too small for the augmentation `aug` (`min_sizes`: `aug_min_sizes`), or None."
+    s, need = p.get('image_size'), min_sizes.get(p.get('aug'))
+    if not isinstance(s, int) or need is None or s >= need: return None
+    return (f"parameter image_size = {s}: augmentation {p['aug']!r} needs images of at least {need} px "
+            "(its blur's reflect padding)")
+
+def image_size_problem(p: dict) -> str | None:
+    "Why `image_size` is too small for the augmentation or for the model (a trial forward on torch's 'meta' device)."
+    if not isinstance(p.get('image_size'), int) or not p.get('arch'): return None
+    if (msg := aug_size_problem(p, aug_min_sizes())): return msg
+    s = p['image_size']
+    import torch, timm
+    try:
+        with torch.device('meta'): timm.create_model(p['arch'], num_classes=2)(torch.empty(2, 3, s, s))
+    except (RuntimeError, ValueError) as e:
+        return f"parameter image_size = {s}: too small for {p['arch']} ({str(e).splitlines()[0][:160]})"
+    return None
+
+# %% ../nbs/15_cli.ipynb #bbdb956d
+def _workflow_config(src: Path):
+    "The config dataclass of a packaged workflow notebook, or None (imported only here: it brings torch)."
+    if src.parent != workflows_dir(): return None
+    from cherry_nb.runs import workflow_config
+    return workflow_config(src.stem)
+
+def checks_file(src: Path) -> Path:
+    "The JSON beside a packaged workflow with the data part of its checks: `workflow_checks`."
+    return src.with_name(src.stem + '.checks.json')
+
+def workflow_checks(src: Path) -> dict:
+    "The data part of a packaged workflow's checks: its config's (`params.check_schema`) and `aug_min_sizes`."
+    return dict(checks=check_schema(_workflow_config(src)), aug_min_size=aug_min_sizes())
+
+def write_workflow_checks() -> list:
+    "Write `checks_file` of every packaged workflow (run after changing a config's checks or the augmentations)."
+    return [atomic_write_json(checks_file(s), workflow_checks(s)) for s in map(workflow_path, list_workflows())]
+
+def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
+    "Parameters of workflow `name` over its defaults: names, types, ranges, choices, paths and (`machine`) devices."
+    src = workflow_path(name); f = checks_file(src)
+    data = read_json(f) if src.parent == workflows_dir() and f.is_file() else {}
+    defaults = {k: v for k, v in workflow_defaults(name).items() if k != 'out_dir'}
+    out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults,
+                       schema_checks(data.get('checks', {})), f"workflow {name!r}")
+    bad = path_problems(out) + [device_problem(out.get('device')) if machine else None,
+                                aug_size_problem(out, data.get('aug_min_size', {}))]
+    bad = [m for m in bad if m]
+    if bad: raise ParamError('; '.join(bad))
+    return out
+
+def check_workflow_params(name: str, params: dict,
+                          machine: bool = True,   # also check that this machine has the device asked for
+                         ) -> dict:
+    "All parameters of workflow `name` (defaults merged), checked; `params.ParamError` names every bad one."
+    src = workflow_path(name); quick_check_params(name, params, machine)
+    defaults = {k: v for k, v in workflow_defaults(str(src)).items() if k != 'out_dir'}
+    cls = _workflow_config(src)
+    from cherry_nb.params import all_checks, config_from
+    out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults,
+                       all_checks(cls) if cls else {}, f"workflow {name!r}")
+    if cls is None: return out
+    config_from(cls, out)                                         # cross-parameter checks (__post_init__)
+    dev = device_problem(out.get('device'), exact=True) if machine else None
+    bad = [m for m in (dev, image_size_problem(out)) if m]
+    if bad: raise ParamError('; '.join(bad))
     return out
 
 # %% ../nbs/15_cli.ipynb #173d856d
@@ -112,21 +233,36 @@ def describe_failure(e: BaseException) -> tuple:
     return f"{type(e).__name__}: {e}", tb
 
 # %% ../nbs/15_cli.ipynb #494d9d47
-def _prepare(name: str, params: dict | None, runs_dir, run_name, resume) -> tuple:
-    "(source notebook, run folder, checked parameters); nothing is created when a check fails."
-    src = workflow_path(name)
-    if resume is None:
-        params = check_workflow_params(str(src), dict(params or {}))
-        run = new_run_dir(name.replace('_', '-') if src.parent == workflows_dir() else src.stem, runs_dir, run_name)
-        return src, RunFolder(run), params
-    run = RunFolder(resume)
-    params = check_workflow_params(str(src), {**read_params(run), **(params or {})})
+def workflow_of_run(run_dir) -> str:
+    "The workflow that made run folder `run_dir`, from its record: a packaged name, or the notebook's path."
+    f = Path(run_dir) / 'run.json'
+    if not f.is_file(): raise FileNotFoundError(f"{run_dir}: not a run folder (no run.json)")
+    rec = read_json(f); stem = Path(rec.get('workflow', '')).stem; source = Path(rec.get('source') or '')
+    if source.is_file() and source.parent != workflows_dir(): return str(source)
+    if stem and (workflows_dir() / f'{stem}.ipynb').is_file(): return stem.replace('_', '-')
+    raise FileNotFoundError(f"{run_dir}: its workflow {rec.get('source') or stem!r} is not there any more; "
+                            "name the workflow: cherry-nb run WORKFLOW --resume RUN_DIR")
+
+def _resume_params(run_dir, src: Path) -> dict:
+    "The parameters a run was started with; refused when another process holds it or another workflow made it."
+    run = Path(run_dir)
+    if not run.is_dir(): raise FileNotFoundError(f"run folder not found: {run}")
+    info = lock_info(run)
+    if lock_state(info) == 'live': raise RunLocked(f"run folder {run} is in use by {describe_lock(info)}")
+    rec = read_json(run / 'run.json') if (run / 'run.json').is_file() else {}
+    if rec.get('workflow') not in (None, src.name):
+        raise ValueError(f"run folder {run} was made by workflow {rec['workflow']!r}, not {src.name!r}; "
+                         "resume it with its own workflow, or give --resume RUN_DIR alone")
+    if not (run / 'params.json').is_file(): raise ValueError(f"{run}: not a run folder (no params.json)")
+    return read_json(run / 'params.json')
+
+def _keep_attempt(run, src: Path):
+    "Keep the previous attempt's executed notebook as `<stem>.attempt<k>.ipynb`."
     prev = run / f'{src.stem}.ipynb'
-    if prev.exists():
-        k = 1
-        while (run / f'{src.stem}.attempt{k}.ipynb').exists(): k += 1
-        prev.rename(run / f'{src.stem}.attempt{k}.ipynb')
-    return src, run, params
+    if not prev.exists(): return
+    k = 1
+    while (run / f'{src.stem}.attempt{k}.ipynb').exists(): k += 1
+    prev.rename(run / f'{src.stem}.attempt{k}.ipynb')
 
 def _on_sigterm(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
 
@@ -141,10 +277,23 @@ def _headless_env():
 def run_workflow(name: str, params: dict | None = None, runs_dir='runs', run_name: str | None = None, resume=None,
                  stream: bool = True, log_output: bool = False, kernel_name: str = 'python3') -> Path:
     "Execute workflow `name` with `params` into a run folder; returns the folder or raises `WorkflowFailed`."
+    src = workflow_path(name)
+    given = {**(_resume_params(resume, src) if resume is not None else {}), **(params or {})}
+    params = check_workflow_params(name, given)                       # nothing exists yet when this refuses
+    from cherry_nb.runs import RunFolder, write_params, start_attempt
+    label = name.replace('_', '-') if src.parent == workflows_dir() else src.stem
+    run = RunFolder(resume if resume is not None else new_run_dir(label, runs_dir, run_name))
+    with RunLock(run) as lock:
+        if resume is not None: _keep_attempt(run, src)
+        params['out_dir'] = str(run.root.resolve()); write_params(run, params)
+        start_attempt(run, src.name, lock=lock, source=str(src)); _headless_env()
+        _execute(name, src, run, params, lock, stream, log_output, kernel_name)
+    return run.root
+
+def _execute(name, src: Path, run, params: dict, lock, stream: bool, log_output: bool, kernel_name: str):
+    "Run the notebook with papermill into the run folder and close the attempt (`WorkflowFailed` on failure)."
     import papermill as pm
-    src, run, params = _prepare(name, params, runs_dir, run_name, resume)
-    params['out_dir'] = str(run.root.resolve()); write_params(run, params)
-    start_attempt(run, src.name); _headless_env()
+    from cherry_nb.runs import end_attempt
     old = signal.signal(signal.SIGTERM, _on_sigterm) if threading_main() else None
     t0 = time.time()
     try:
@@ -155,13 +304,13 @@ def run_workflow(name: str, params: dict | None = None, runs_dir='runs', run_nam
     except BaseException as e:
         stop = isinstance(e, KeyboardInterrupt)
         summary, tb = describe_failure(e)
-        end_attempt(run, 'interrupted' if stop else 'failed', time.time() - t0, summary, tb); _to_mlflow(run, params)
+        end_attempt(run, 'interrupted' if stop else 'failed', time.time() - t0, summary, tb, lock=lock)
+        _to_mlflow(run, params)
         raise WorkflowFailed(f"workflow {name!r} {'was interrupted' if stop else 'failed'}: {summary}\n"
                              f"  run folder: {run.root} (traceback: {run.root / run.ERROR})", run.root, stop) from e
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)
-    end_attempt(run, 'completed', time.time() - t0); _to_mlflow(run, params)
-    return run.root
+    end_attempt(run, 'completed', time.time() - t0, lock=lock); _to_mlflow(run, params)
 
 def _to_mlflow(run, params: dict):
     "Show the closed run record in MLflow when the run asked for it (`mlflow_uri`); a failure to log is only said."
@@ -193,7 +342,8 @@ def _run_parser(sub):
                    help='set a parameter (repeatable)')
     r.add_argument('--runs-dir', default='runs', help='folder that receives run folders')
     r.add_argument('--name', default=None, help='run name (default: the workflow name)')
-    r.add_argument('--resume', default=None, help='re-execute in this existing run folder, skipping finished jobs')
+    r.add_argument('--resume', default=None, metavar='RUN_DIR',
+                   help='go on in this run folder, skipping finished jobs (its workflow is read from it)')
     r.add_argument('--log-output', action='store_true', help="also stream the notebook's stderr (warnings, tracebacks)")
     return r
 
@@ -250,7 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument('spec'); j.add_argument('run_dir'); j.add_argument('--cache-dir', default=None)
     m = sub.add_parser('mlflow', help="log a run folder to MLflow (needs pip install 'cherry_nb[mlflow]')")
     m.add_argument('run_dir', help='a run folder (runs/<date>-<name>/)')
-    m.add_argument('--uri', default='file:./mlruns', help='MLflow tracking URI (default: %(default)s)')
+    m.add_argument('--uri', default='sqlite:///mlflow.db', help='MLflow tracking URI (default: %(default)s)')
     m.add_argument('--experiment', default=None, help='MLflow experiment (default: cherry_nb-<workflow>)')
     return ap
 
@@ -268,10 +418,14 @@ def plugin_command(name: str):
 
 # %% ../nbs/15_cli.ipynb #3549edcd
 def _cmd_run(a, ap) -> int:
+    if not a.workflow and a.resume and not a.help: a.workflow = workflow_of_run(a.resume)
     if a.help or not a.workflow:
-        ap._subparsers._group_actions[0].choices['run'].print_help()
+        rp = ap._subparsers._group_actions[0].choices['run']
+        if not a.help: rp.print_usage(sys.stderr); print("cherry-nb run: error: name a WORKFLOW, or give "
+                                                          "--resume RUN_DIR", file=sys.stderr); return 2
+        rp.print_help()
         if a.workflow: print(f"\nparameters of {a.workflow}:\n{params_help(a.workflow)}")
-        return 0 if a.help else 2
+        return 0
     t0 = time.time()
     run = run_workflow(a.workflow, cli_values(a.workflow, a.param), runs_dir=a.runs_dir, run_name=a.name,
                        resume=a.resume, log_output=a.log_output)
@@ -302,7 +456,7 @@ def main(argv=None) -> int:
     try: return _cmd_run(a, ap) if a.cmd == 'run' else _cmd_other(a)
     except WorkflowFailed as e:
         print(f"cherry-nb: {e}", file=sys.stderr); return 130 if e.interrupted else 1
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RunLocked) as e:
         print(f"cherry-nb: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print("cherry-nb: interrupted", file=sys.stderr); return 130

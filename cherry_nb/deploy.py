@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_deploy.ipynb #16e6d9ce
 from __future__ import annotations
-import collections, contextlib, datetime, hashlib, io, json, math, os, re, shutil, tempfile, warnings
+import collections, contextlib, datetime, hashlib, io, json, math, os, re, shutil, sys, tempfile, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -32,14 +32,14 @@ from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'ENGINES',
-           'GROUP_RULES', 'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
-           'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
-           'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
-           'load_bundle', 'check_pinned', 'read_signature', 'check_signed', 'sign_bundle', 'resolve_bundle',
-           'read_inputs', 'torch_runner', 'resolve_engine', 'scorer', 'score_files', 'group_decisions',
-           'FolderPredictions', 'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata',
-           'cherry_aggregate', 'CherryDecisionModule', 'ort_session', 'validate_onnx', 'export_onnx', 'cherry_batches',
-           'validate_cherry_onnx', 'engine_graph', 'onnx_runner']
+           'GROUP_RULES', 'PATTERN_COL', 'VIEW_PATTERN', 'FAR_SIZE', 'ONNX_TOL', 'canonical_json', 'leaf_digests',
+           'tensor_digest', 'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of',
+           'certificate_of', 'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input',
+           'Bundle', 'load_bundle', 'check_pinned', 'read_signature', 'check_signed', 'sign_bundle', 'resolve_bundle',
+           'NothingToScore', 'read_inputs', 'torch_runner', 'resolve_engine', 'scorer', 'score_files',
+           'group_decisions', 'FolderPredictions', 'far_from_input', 'metrics_text', 'report_text', 'predict_folder',
+           'onnx_props', 'onnx_metadata', 'cherry_aggregate', 'CherryDecisionModule', 'ort_session', 'validate_onnx',
+           'export_onnx', 'cherry_batches', 'validate_cherry_onnx', 'engine_graph', 'onnx_runner']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -600,6 +600,9 @@ def resolve_bundle(path) -> Path:
                      f"file naming the default; pass a bundle folder")
 
 # %% ../nbs/16_deploy.ipynb #51428423
+class NothingToScore(ValueError):
+    "The input holds no image file at all (`cherry-nb predict` exits 1 with this message)."
+
 def read_inputs(src,                    # labelled image folder, unlabelled folder (flat or nested) or manifest CSV
                 labels: bool | None = None, # None: labelled when it has class folders / labels; False: ignore labels
                 check: str = 'decode',  # 'decode' (finds truncated files) or 'header'
@@ -614,7 +617,7 @@ def read_inputs(src,                    # labelled image folder, unlabelled fold
         elif src.is_dir(): df = read_image_folder(src, **kw)
         else: raise FileNotFoundError(f"{src}: neither an image folder nor a manifest CSV")
     df.attrs['labelled'] = bool(len(df)) and bool((df['label'] != '').all())
-    if not len(df) and not df.attrs.get('skipped'): raise ValueError(f"{src}: no image files in it or below it")
+    if not len(df) and not df.attrs.get('skipped'): raise NothingToScore(f"{src}: no image files in it or below it")
     if 'folder' not in df.columns: df['folder'] = [Path(r).parent.as_posix() for r in df['relpath']]
     df.attrs['root'] = str(src.parent if src.is_file() else src)
     return df
@@ -855,11 +858,20 @@ def _check_out_dir(src: Path, out_dir: Path):
 # %% ../nbs/16_deploy.ipynb #f4a45e50
 def _count_tiers(tiers) -> dict: return {t: int((np.asarray(tiers) == t).sum()) for t in TIERS}
 
+FAR_SIZE = 4     # an image side this many times smaller or larger than the bundle's input is far from it
+
+def far_from_input(df, size: int) -> int:
+    "How many images of `df` (width, height) are far from input `size`: a side < size/FAR_SIZE or > size*FAR_SIZE."
+    if not len(df) or not {'width', 'height'} <= set(df.columns): return 0
+    w, h = df['width'].to_numpy(float), df['height'].to_numpy(float)
+    return int((np.minimum(w, h) < size / FAR_SIZE).sum() + (np.maximum(w, h) > size * FAR_SIZE).sum())
+
 def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_rule, group_pattern=None) -> dict:
     per_cherry = b.unit == 'cherry'
     s = dict(bundle=str(b.path), bundle_digest=b.digest, method=b.method, unit=b.unit, input=str(src),
              labelled=bool(df.attrs.get('labelled')), n_files=len(df) + len(df.attrs.get('skipped', [])),
-             n_scored=len(res.predictions), n_skipped=len(res.skipped),
+             n_scored=len(res.predictions), n_skipped=len(res.skipped), input_px=int(b.input_size[0]),
+             n_far_size=far_from_input(df, b.input_size[0]),
              guarantee=b.certificate['statement'] if b.certificate else None)   # per image, or per cherry (its unit)
     if per_cherry: s.update(view_tiers=_count_tiers(res.predictions['view_tier']),
                             view_tiers_note="each view against the cherry thresholds alone: not the decision")
@@ -901,6 +913,12 @@ def report_text(res: FolderPredictions) -> str:
     out = [f"scored {s['n_scored']} of {s['n_files']} {'views' if cherry else 'images'} in {s['input']} with the "
            f"{s['method']!r} bundle (digest {s['bundle_digest'][:12]})"]
     if not cherry: out += ['tiers: ' + ', '.join(f"{t} {k} ({100 * k / n:.1f}%)" for t, k in s['tiers'].items())]
+    if s.get('n_far_size'):
+        px = s['input_px']
+        out += [f"warning: {s['n_far_size']} of {s['n_files'] - s['n_skipped']} images are far from the bundle's "
+                f"{px} px input (a side under {px / FAR_SIZE:g} px or over {px * FAR_SIZE:g} px); they were resized "
+                "and scored, but the model never saw such images and its guarantee assumes images like its "
+                "calibration images"]
     if len(res.skipped):
         out += [f"skipped {len(res.skipped)} file(s) (skipped.csv):"]
         out += [f"  {p}: {r}" for p, r in res.skipped.head(20).itertuples(index=False)]

@@ -35,17 +35,26 @@ def _out(a, prefix: str) -> Path:
 # %% ../nbs/15a_line_commands.ipynb #2b220501
 def predict_command(a) -> int:
     "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C | --group-pattern RE] [--group-rule R] [--watch]`."
-    from cherry_nb.deploy import predict_folder
+    from cherry_nb.deploy import predict_folder, NothingToScore
     from cherry_nb.watch import watch_predictions, watch_summary, cherry_stream, check_arrival_order, bundle_reference
     out, tc, b = _out(a, 'predictions'), getattr(a, 'time_col', None), open_bundle(a)
     if getattr(a, 'watch', False): bundle_reference(b); check_arrival_order(a.input, tc, getattr(a, 'order', 'check'))
-    res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,
-                         group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else (),
-                         engine=getattr(a, 'engine', 'auto'))
+    try: res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,
+                              group_pattern=getattr(a, 'group_pattern', None), keep=(tc,) if tc else (),
+                              engine=getattr(a, 'engine', 'auto'))
+    except NothingToScore as e: print(f"cherry-nb: nothing to score: {e}", file=sys.stderr); return 1
+    if not res.summary['n_scored']: return _nothing_scored(a.input, res)
     if not getattr(a, 'watch', False): return 0
     stream = res.predictions if b.unit == 'image' else cherry_stream(res, tc)
     w, path, _ = watch_predictions(stream, b, out, a.level, tc); print(watch_summary(w, path))
     return EXIT_ALARM if w.alarm else 0
+
+def _nothing_scored(src, res) -> int:
+    "Exit 1 when every file was skipped, naming the first problems and where all of them are."
+    why = '; '.join(f"{Path(p).name}: {r}" for p, r in res.skipped.head(3).itertuples(index=False))
+    print(f"cherry-nb: nothing to score in {src}: {len(res.skipped)} problem(s), e.g. {why} (all of them in "
+          f"{res.out_dir / 'skipped.csv'})", file=sys.stderr)
+    return 1
 
 def watch_command(a) -> int:
     "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C | --order files]`: 0 quiet, 3 alarm."

@@ -11,15 +11,15 @@ from typing import Any, ClassVar
 
 import numpy as np, pandas as pd
 from .core import *
+from .params import *
+from .runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 from .synth import PRESETS
 from .augment import AUG_PRESETS
 from .views import RULES
 
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'WORKFLOW_CONFIGS', 'RunFolder', 'check_predictions', 'write_predictions',
-           'read_predictions', 'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'Check',
-           'positive', 'at_least', 'unit', 'unit_open', 'one_of', 'satisfies', 'ParamError', 'coerce', 'check_params',
-           'config_defaults', 'all_checks', 'config_from', 'config_docs', 'parameters_source', 'DataConfig',
+           'read_predictions', 'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'DataConfig',
            'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig', 'score_artifact', 'read_record',
            'start_attempt', 'end_attempt', 'write_params', 'read_params', 'workflow_config']
 
@@ -127,112 +127,6 @@ def read_metrics(run, name: str = RunFolder.METRICS) -> dict:
     if not f.is_file(): raise FileNotFoundError(f"{f}: not found (the run has not finished, or it is not a run folder)")
     return from_jsonable(read_json(f))
 
-# %% ../nbs/06a_runs.ipynb #18117d4c
-@dataclass(frozen=True)
-class Check:
-    "What a parameter may be besides its type: a range, a set of choices, and extra values allowed."
-    lo: float | None = None       # smallest allowed value (None: no lower bound)
-    hi: float | None = None       # largest allowed value
-    lo_open: bool = False         # True: the value must be strictly above `lo`
-    hi_open: bool = False         # True: strictly below `hi`
-    choices: tuple = ()           # allowed values (empty: any)
-    extra: tuple = ()             # values allowed whatever the type, e.g. 'find' for a learning rate
-    test: Any = None              # a predicate the value must pass, e.g. `timm.is_model`
-    what: str = ''                # what `test` accepts, for the message
-    def describe(self) -> str:
-        parts = [self.what] if self.what else []
-        if self.lo is not None: parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
-        if self.hi is not None: parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
-        if self.choices: parts.append('one of ' + ', '.join(map(repr, self.choices)))
-        return ' and '.join(parts) + (' (or ' + ', '.join(map(repr, self.extra)) + ')' if self.extra else '')
-    def ok(self, v) -> bool:
-        if v in self.extra: return True
-        if self.choices and v not in self.choices: return False
-        if self.test is not None and not self.test(v): return False
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo): return False
-        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
-
-def positive(*extra) -> Check: return Check(lo=0, lo_open=True, extra=extra)
-def at_least(x, *extra) -> Check: return Check(lo=x, extra=extra)
-def unit() -> Check: return Check(lo=0, hi=1)
-def unit_open() -> Check: return Check(lo=0, hi=1, lo_open=True, hi_open=True)
-def one_of(*choices) -> Check: return Check(choices=tuple(choices))
-def satisfies(test, what: str) -> Check: return Check(test=test, what=what)
-
-# %% ../nbs/06a_runs.ipynb #987ea9c4
-class ParamError(ValueError):
-    "One or more workflow parameters are unknown or have values that are not allowed."
-
-_TYPE_NAMES = {bool: 'a bool (true or false)', int: 'an int', float: 'a number', str: 'a string'}
-
-def coerce(value, default):
-    "`value` as the type of `default` (int -> float allowed, anything -> str, 'true'/'1' -> bool); TypeError if not."
-    t = type(default)
-    if default is None or isinstance(value, t) and not (t is int and isinstance(value, bool)): return value
-    if t is bool:
-        s = str(value).strip().lower()
-        if s in ('true', '1', 'yes'): return True
-        if s in ('false', '0', 'no'): return False
-    elif t is float and isinstance(value, int) and not isinstance(value, bool): return float(value)
-    elif t is str and isinstance(value, (int, float)) and not isinstance(value, bool): return str(value)
-    raise TypeError(_TYPE_NAMES.get(t, t.__name__))
-
-def _problem(name, value, default, chk) -> tuple:
-    if chk is not None and value in chk.extra: return value, None
-    try: v = coerce(value, default)
-    except TypeError as e:
-        allowed = f"{e}" + (f" {chk.describe()}" if chk else '')
-        return value, f"parameter {name} = {value!r}: expected {allowed} (default {default!r})"
-    if chk is not None and not chk.ok(v):
-        return v, f"parameter {name} = {value!r}: must be {chk.describe()} (default {default!r})"
-    return v, None
-
-def check_params(values: dict, defaults: dict, checks: dict | None = None, where: str = 'workflow') -> dict:
-    "Checked and coerced `values` merged over `defaults`; one `ParamError` naming every bad parameter."
-    checks = checks or {}
-    unknown = sorted(set(values) - set(defaults))
-    problems = [f"{where} has no parameter(s) {unknown}; it takes {sorted(defaults)}"] if unknown else []
-    out = dict(defaults)
-    for k, v in values.items():
-        if k in unknown: continue
-        out[k], msg = _problem(k, v, defaults[k], checks.get(k))
-        if msg: problems.append(msg)
-    if problems: raise ParamError('; '.join(problems))
-    return out
-
-# %% ../nbs/06a_runs.ipynb #13e80604
-def config_defaults(cls) -> dict:
-    "{field name: default} of a config dataclass."
-    return {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
-
-def all_checks(cls) -> dict:
-    "The `checks` of a config class merged with those of its bases (a subclass's own win)."
-    out = {}
-    for c in reversed(cls.__mro__): out.update(c.__dict__.get('checks', {}))
-    return out
-
-def config_from(cls, namespace: dict, **overrides):
-    "An instance of config dataclass `cls` from the matching names of `namespace` (checked; extra names ignored)."
-    d = config_defaults(cls)
-    given = {k: namespace[k] for k in d if k in namespace}; given.update(overrides)
-    return cls(**check_params(given, d, all_checks(cls), cls.__name__))
-
-# %% ../nbs/06a_runs.ipynb #2e4d3e72
-def config_docs(cls) -> dict:
-    "{field: its trailing comment} of a config dataclass and its bases."
-    from fastcore.docments import docments
-    out = {}
-    for c in reversed([c for c in cls.__mro__ if c is not object]):
-        out.update({k: v for k, v in docments(c, full=False).items() if v})
-    return {f.name: out.get(f.name) or '' for f in fields(cls)}
-
-def parameters_source(cls, extra: dict | None = None, order: list | None = None) -> str:
-    "A papermill parameters cell for config dataclass `cls` (`extra`: {name: (default, comment)} appended)."
-    d, docs = config_defaults(cls), config_docs(cls)
-    items = [(k, d[k], docs[k]) for k in (order or d)] + [(k, v, c) for k, (v, c) in (extra or {}).items()]
-    w = max(len(f"{k} = {v!r}") for k, v, _ in items) + 2
-    return '\n'.join(f"{k} = {v!r}".ljust(w) + f"# {c}" if c else f"{k} = {v!r}" for k, v, c in items)
-
 # %% ../nbs/06a_runs.ipynb #2c754201
 @dataclass
 class DataConfig:
@@ -334,7 +228,7 @@ class JobsConfig:
 @dataclass
 class TrackingConfig:
     "Where a run is also shown."
-    mlflow_uri: str = ''             # MLflow tracking URI, e.g. file:./mlruns ('': do not log to MLflow)
+    mlflow_uri: str = ''             # MLflow tracking URI, e.g. sqlite:///mlflow.db ('': do not log to MLflow)
 
 # %% ../nbs/06a_runs.ipynb #0526c2c2
 def score_artifact(artifact, df: pd.DataFrame, cache_dir=None, progress: bool = True, batch_size: int = 128):
@@ -358,36 +252,47 @@ def _versions() -> dict:
         except md.PackageNotFoundError: v[p] = None
     return v
 
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
+def _attempt_alive(run: RunFolder, a: dict) -> bool:
+    "Whether a `running` attempt's process is still there: its lock live (or, for old records, its pid on this host)."
+    if 'lock' in a:
+        info = lock_info(run)
+        return info is not None and info.get('token') == a['lock'] and lock_state(info) == 'live'
+    if a.get('host') != socket.gethostname(): return True               # an old record from elsewhere: unknown
+    return lock_state(dict(host=a.get('host'), pid=a.get('pid', -1), age=0.0)) == 'live'
 
 def read_record(run) -> dict:
-    "The run record, with a `running` attempt whose process no longer exists on this host marked `died`."
-    rec = read_json(RunFolder(run) / RunFolder.RECORD)
+    "The run record, with a `running` attempt whose holder is gone (see `runlock`) marked `died`."
+    run = RunFolder(run); rec = read_json(run / RunFolder.RECORD)
     for a in rec.get('attempts', []):
-        if a.get('status') == 'running' and a.get('host') == socket.gethostname() and not _alive(a.get('pid', -1)):
-            a['status'] = 'died'
+        if a.get('status') == 'running' and not _attempt_alive(run, a): a['status'] = 'died'
     if rec.get('attempts'): rec['status'] = rec['attempts'][-1]['status']
     return rec
 
 # %% ../nbs/06a_runs.ipynb #722cf5c3
-def start_attempt(run, workflow: str, command: str | None = None) -> dict:
-    "Add a `running` attempt to the run record (created on the first attempt); returns the record."
-    run = RunFolder(run, create=True); f = run / run.RECORD
+def _check_writer(run: RunFolder, lock: RunLock | None):
+    "Refuse to write the record when another live process holds the folder, or when `lock` was lost."
+    info = lock_info(run)
+    if lock is not None and not lock.held(): raise RunLocked(f"{run.root}: this process lost the run's lock")
+    if lock is None and lock_state(info) == 'live':
+        raise RunLocked(f"run folder {run.root} is in use by {describe_lock(info)}; its record is not written")
+
+def start_attempt(run, workflow: str, command: str | None = None, lock: RunLock | None = None,
+                  source: str | None = None) -> dict:
+    "Add a `running` attempt to the run record (created on the first attempt); `lock`: the held `RunLock`."
+    run = RunFolder(run, create=True); f = run / run.RECORD; _check_writer(run, lock)
     rec = read_record(run) if f.exists() else dict(workflow=workflow, started=_now(), attempts=[])
-    rec['attempts'].append(dict(started=_now(), command=command if command is not None else ' '.join(sys.argv),
-                                host=socket.gethostname(), pid=os.getpid(), status='running'))
-    rec.update(status='running', versions=_versions())
+    a = dict(started=_now(), command=command if command is not None else ' '.join(sys.argv),
+             host=socket.gethostname(), pid=os.getpid(), status='running')
+    if lock is not None: a['lock'] = lock.token
+    rec['attempts'].append(a); rec.update(status='running', versions=_versions())
+    if source is not None: rec['source'] = str(source)             # the workflow notebook (`--resume` alone reads it)
     atomic_write_json(f, rec)
     return rec
 
 def end_attempt(run, status: str, seconds: float | None = None, error: str | None = None,
-                traceback_text: str | None = None) -> dict:
+                traceback_text: str | None = None, lock: RunLock | None = None) -> dict:
     "Close the last attempt with `status` ('completed', 'failed', 'interrupted'); a traceback goes to error.txt."
-    run = RunFolder(run); rec = read_record(run); a = rec['attempts'][-1]
+    run = RunFolder(run); _check_writer(run, lock); rec = read_record(run); a = rec['attempts'][-1]
     a.update(status=status, finished=_now())
     if seconds is not None: a['seconds'] = round(seconds, 1)
     if error: a['error'] = error

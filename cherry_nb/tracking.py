@@ -25,7 +25,7 @@ def is_file_store(uri) -> bool:
     s = urlparse(str(uri)).scheme
     return s in ('', 'file') or len(s) == 1
 
-def mlflow_client(tracking_uri: str | None = 'file:./mlruns'):
+def mlflow_client(tracking_uri: str | None = 'sqlite:///mlflow.db'):
     "An `MlflowClient` for `tracking_uri` (None or '': MLflow's default); an ImportError naming the extra if missing."
     try: from mlflow.tracking import MlflowClient
     except ImportError as e:
@@ -262,7 +262,7 @@ def _log_metrics(client, rid: str, run: RunFolder, view: dict, old) -> int:
 
 # %% ../nbs/18_tracking.ipynb #991b8ecd
 def log_run(run_dir,                              # a run folder: finished, failed, or its workflow in its last cell
-            tracking_uri: str | None = 'file:./mlruns',  # MLflow tracking URI (folder, file:, sqlite:, http:); '': off
+            tracking_uri: str | None = 'sqlite:///mlflow.db',  # MLflow tracking URI (sqlite:, http:, file:); '': off
             experiment: str | None = None,        # MLflow experiment (None: 'cherry_nb-<workflow>')
             weights: bool = True,                 # copy the weights files too (False: their digests only)
             quiet: bool = False,                  # no line saying what was logged
@@ -295,7 +295,7 @@ def log_run(run_dir,                              # a run folder: finished, fail
     return rid
 
 # %% ../nbs/18_tracking.ipynb #09c63099
-def mlflow_command(run_dir, uri: str = 'file:./mlruns', experiment: str | None = None) -> int:
+def mlflow_command(run_dir, uri: str = 'sqlite:///mlflow.db', experiment: str | None = None) -> int:
     "`cherry-nb mlflow`: log `run_dir`, print the MLflow run id; 2 when MLflow is missing, 1 when it refuses."
     try: from mlflow.exceptions import MlflowException
     except ImportError:

@@ -359,7 +359,7 @@ class NanCheckCB(Callback):
             lr = max(g['lr'] for g in l.opt.param_groups)
             raise FloatingPointError(
                 f"non-finite {'training' if l.training else 'validation'} loss ({l.loss.item()}) at epoch "
-                f"{l.epoch}, batch {l.iter} (0-based, of {len(l.dl)}; lr={lr:.3g}): check the learning rate, the "
+                f"{l.epoch + 1}, batch {l.iter + 1} (of {len(l.dl)}; lr={lr:.3g}): check the learning rate, the "
                 f"inputs (NaN/Inf pixels?) and mixed precision; resume from the last checkpoint after fixing it")
 
 class GradClipCB(Callback):
@@ -465,7 +465,7 @@ class EarlyStoppingCB(Callback):
     def before_epoch(self):
         l = self.learn
         if l.best_epoch is not None and l.epoch - 1 - l.best_epoch >= self.patience:
-            log.info(f"early stopping before epoch {l.epoch}: no improvement since epoch {l.best_epoch}")
+            log.info(f"early stopping before epoch {l.epoch + 1}: no improvement since epoch {l.best_epoch + 1}")
             raise CancelFitException()
 
 # %% ../nbs/05_train.ipynb #1f789b8b
@@ -553,7 +553,7 @@ class CheckpointCB(Callback):
                 cb.load_state_dict(ck['cbs'][type(cb).__name__])
         l.start_epoch, l.train_iter = ck['epoch'] + 1, ck['train_iter']
         set_rng_state(ck['rng'])
-        log.info(f"resumed from {self.path} after epoch {ck['epoch']} (step {ck['train_iter']})")
+        log.info(f"resumed from {self.path} after epoch {ck['epoch'] + 1} (step {ck['train_iter']})")
 
     def after_epoch(self):
         l = self.learn
@@ -588,7 +588,7 @@ class ProgressCB(Callback):
     after_validate = after_train
     def after_epoch(self):
         self.mbar.update(1)
-        if self.lines: tqdm.write(f"epoch {self.learn.epoch}: {_fmt(self.learn.metrics)}")
+        if self.lines: tqdm.write(f"epoch {self.learn.epoch + 1}: {_fmt(self.learn.metrics)}")
     def after_fit(self):
         for b in (self.pbar, self.mbar):
             if b is not None: b.close()
@@ -664,7 +664,7 @@ def fit_verdict(run,                              # a `Learner`, `learn.history`
     learned = (not at_chance) if at_chance is not None else (None if loss_stuck is None else not loss_stuck)
     why = []
     if at_chance is not None:
-        why.append(f"validation AUROC {auc:.3f} (epoch {int(h.epoch.iloc[i])}) is "
+        why.append(f"validation AUROC {auc:.3f} (epoch {int(h.epoch.iloc[i]) + 1}) is "
                    f"{'within' if at_chance else 'above'} chance ({chance:.3f})")
     if loss_stuck is not None:
         why.append(f"the best train loss {loss:.4f} is {f'{gap:.1%} below' if gap >= 0 else f'{-gap:.1%} above'} "
@@ -789,10 +789,10 @@ def plot_history(history: pd.DataFrame, # `learn.history`: one row per epoch
     import plotly.graph_objects as go
     fig = make_subplots(1, 2, subplot_titles=('loss', 'validation metrics'))
     for c in [c for c in history.columns if c.endswith('loss')]:
-        fig.add_trace(go.Scatter(x=history.epoch, y=history[c], name=c, mode='lines+markers'), 1, 1)
+        fig.add_trace(go.Scatter(x=history.epoch + 1, y=history[c], name=c, mode='lines+markers'), 1, 1)
     for c in [c for c in history.columns if c.startswith('val_') and not c.endswith('loss')]:
-        fig.add_trace(go.Scatter(x=history.epoch, y=history[c], name=c, mode='lines+markers'), 1, 2)
-    fig.update_xaxes(title_text='epoch'); fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+        fig.add_trace(go.Scatter(x=history.epoch + 1, y=history[c], name=c, mode='lines+markers'), 1, 2)
+    fig.update_xaxes(title_text='epoch (1 = the first)', dtick=1); fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(title=title, height=350, width=850, margin=dict(t=60, b=40))
     return fig
 

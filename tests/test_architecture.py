@@ -15,12 +15,12 @@ import cherry_nb
 # The parts of DESIGN.md's map, from the bottom up: a module may import its own layer and the layers below it.
 LAYERS = ('core', 'data', 'learn', 'judge', 'run', 'line', 'studies', 'faces')
 LAYER_OF = {
-    'core': 'core',
+    'core': 'core', 'params': 'core',
     'data': 'data', 'synth': 'data',                                   # `data` stands for the subpackage data.*
     'models': 'learn', 'weights': 'learn', 'augment': 'learn', 'train': 'learn', 'artifacts': 'learn',
     'evaluate': 'judge', 'calibrate': 'judge', 'tiers': 'judge', 'views': 'judge', 'ensemble': 'judge',
     'mining': 'judge', 'automation': 'judge',
-    'runs': 'run', 'jobs': 'run', 'ray_jobs': 'run', 'tracking': 'run', 'testing': 'run',
+    'runs': 'run', 'runlock': 'run', 'jobs': 'run', 'ray_jobs': 'run', 'tracking': 'run', 'testing': 'run',
     'deploy': 'line', 'watch': 'line', 'line_commands': 'line', 'audit': 'line', 'recalibrate': 'line',
     'planner': 'line', 'signing': 'line',
     'two_stage': 'studies', 'compare': 'studies', 'recipes': 'studies', 'label': 'studies',

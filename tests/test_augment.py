@@ -146,3 +146,14 @@ def test_bad_config(kw):
     with pytest.raises((ValueError, TypeError)): FieldSimulator('heavy', **kw)
     with pytest.raises(ValueError, match='unknown preset'): FieldSimulator('medium')
     with pytest.raises(ValueError, match='std'): EvalTransform(std=(0, 1, 1))
+
+
+@pytest.mark.parametrize('preset', ['heavy', 'light'])
+def test_min_size_is_what_the_simulator_needs(preset):
+    "`AugConfig.min_size` (what `cherry-nb run` checks image_size against) is exactly where the blur starts to work."
+    from cherry_nb.augment import AUG_PRESETS
+    n = AUG_PRESETS[preset].min_size
+    sim = FieldSimulator(preset, blur_p=1.0, seed=0)
+    assert sim(torch.zeros(2, 3, n, n, dtype=torch.uint8)).shape == (2, 3, n, n)
+    with pytest.raises(ValueError, match='cannot filter an image this small'):
+        sim(torch.zeros(2, 3, n - 1, n - 1, dtype=torch.uint8))

@@ -59,3 +59,24 @@ def test_console_command(tmp_path):
     assert r.returncode == 1 and 'RuntimeError: boom in cell' in r.stderr and 'run folder:' in r.stderr
     r = subprocess.run([str(exe), 'run', 'no-such-workflow'], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and 'unknown workflow' in r.stderr
+
+
+@pytest.mark.parametrize('wf', list_workflows())
+def test_checks_file_matches_config(wf):
+    "The quick checks (before torch is imported) are the config's own; after changing a config's checks, regenerate."
+    from cherry_nb.cli import checks_file, workflow_path, workflow_checks
+    have = json.loads(checks_file(workflow_path(wf)).read_text())
+    assert have == workflow_checks(workflow_path(wf)), \
+        "stale: python -c 'from cherry_nb.cli import write_workflow_checks; write_workflow_checks()'"
+
+
+def test_quick_checks_agree_with_the_config():
+    "What the quick pass refuses, the config refuses too (no false refusals), and extras such as lr 'find' pass."
+    from cherry_nb.cli import quick_check_params, check_workflow_params
+    from cherry_nb.params import ParamError
+    ok = dict(lr1='find', amp=True, epochs1=2, aug='none', device='cpu')
+    assert quick_check_params('two-stage', ok) == {k: v for k, v in check_workflow_params('two-stage', ok).items()}
+    for bad in (dict(epochs1='abc'), dict(image_size=-5), dict(aug='strong'), dict(alpha=0), dict(epoch1=3),
+                dict(image_size=2, aug='heavy')):
+        with pytest.raises(ParamError): quick_check_params('two-stage', bad)
+        with pytest.raises(ParamError): check_workflow_params('two-stage', bad)

@@ -518,3 +518,29 @@ def test_watch_folder_watches_cherries(cherry, tmp_path):
     w, path, _ = watch_folder(cherry['path'], cherry['line'], tmp_path / 'w', progress=False)
     assert w.t == 8 and len(path) == 8 and set(path.relpath) == set(cherry['test'].cherry_id)
     assert len(load_bundle(cherry['path']).calibration_scores) == 40          # the reference: 40 calibration cherries
+
+
+# ---------------------------------------------------------------- exit codes a script can trust
+def test_cli_predict_nothing_to_score_and_far_sizes(full_parts, sim, tmp_path):
+    "Nothing to score (an empty folder, only bad files) exits 1 with the reason; images far from the input size are"
+    " scored with a warning that counts them."
+    path, _, _ = _bundle(full_parts, 'thresholds', tmp_path / 'b')
+    run = lambda src, out: subprocess.run([EXE, 'predict', str(path), str(src), '--out', str(out)],
+                                          capture_output=True, text=True, timeout=600)
+    (tmp_path / 'empty').mkdir()
+    r = run(tmp_path / 'empty', tmp_path / 'o1')
+    assert r.returncode == 1 and 'nothing to score' in r.stderr and 'no images found' in r.stderr, r.stderr
+    bad = tmp_path / 'bad'; bad.mkdir()
+    for i in range(3): (bad / f'x{i}.png').write_text('not an image')
+    (bad / 'empty.jpg').write_bytes(b'')
+    r = run(bad, tmp_path / 'o2')
+    assert r.returncode == 1 and 'nothing to score' in r.stderr and '4 problem(s)' in r.stderr, r.stderr
+    assert 'not an image' in r.stderr and 'skipped.csv' in r.stderr
+    mixed = tmp_path / 'mixed'; mixed.mkdir()
+    for f in sorted(sim[0].glob('test/*/*.png'))[:4]: shutil.copy(f, mixed / f.name)
+    Image.new('RGB', (1, 1), (200, 30, 40)).save(mixed / 'tiny.png')
+    Image.new('RGB', (4000, 4000), (200, 30, 40)).save(mixed / 'huge.png')
+    r = run(mixed, tmp_path / 'o3')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"warning: 2 of 6 images are far from the bundle's {SIZE} px input" in r.stdout, r.stdout
+    assert json.loads((tmp_path / 'o3' / 'summary.json').read_text())['n_far_size'] == 2

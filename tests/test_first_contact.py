@@ -44,7 +44,13 @@ def slow_nb(path: Path, seconds: float = 30) -> Path:
                                         (['-p', 'epochz', '3'], ['epochz', 'no parameter']),
                                         (['-p', 'aug', 'strong'], ['aug', 'heavy', 'light']),
                                         (['-p', 'low', '0.8'], ['low', 'high']),
-                                        (['-p', 'arch', 'convnext_giant_xxl'], ['arch', 'timm model'])])
+                                        (['-p', 'arch', 'convnext_giant_xxl'], ['arch', 'timm model']),
+                                        (['-p', 'epoch1', '3'], ['epoch1', "did you mean 'epochs1'"]),
+                                        (['-p', 'data', '/nonexistent'], ['data', '/nonexistent', 'no such file']),
+                                        (['-p', 'metadata', '/nonexistent.csv'], ['metadata', 'not found']),
+                                        (['-p', 'image_size', '1'], ['image_size', "augmentation 'light'", '2 px']),
+                                        (['-p', 'image_size', '16'], ['image_size', 'too small for convnextv2_atto']),
+                                        (['-p', 'device', 'mps'], ['device', 'MPS'])])
 def test_bad_parameters_refused_before_anything_runs(tmp_path, args, names):
     t0 = time.time()
     r = cli('run', 'two-stage', *args, '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=120)
@@ -66,12 +72,13 @@ def test_list_and_help_show_meaning(tmp_path):
 
 
 def test_real_error_on_failure(tmp_path):
-    r = cli('run', 'two-stage', '-p', 'data', tmp_path / 'nope', '--runs-dir', tmp_path / 'runs', cwd=tmp_path)
+    (tmp_path / 'empty').mkdir()                                      # exists, so only the workflow can tell
+    r = cli('run', 'two-stage', '-p', 'data', tmp_path / 'empty', '--runs-dir', tmp_path / 'runs', cwd=tmp_path)
     assert r.returncode == 1
-    assert 'dataset folder not found' in r.stderr and 'in cell' in r.stderr and 'run folder:' in r.stderr
+    assert 'no images found' in r.stderr and 'in cell' in r.stderr and 'run folder:' in r.stderr, r.stderr
     run = next((tmp_path / 'runs').iterdir())
     rec = json.loads((run / 'run.json').read_text())
-    assert rec['status'] == 'failed' and rec['attempts'][0]['error'].startswith('FileNotFoundError: dataset folder')
+    assert rec['status'] == 'failed' and 'no images found' in rec['attempts'][0]['error']
     assert 'Traceback' in (run / 'error.txt').read_text() or 'FileNotFoundError' in (run / 'error.txt').read_text()
     assert oct((run / 'run.json').stat().st_mode & 0o044) == oct(0o044 & ~_umask())   # readable like any file
 
@@ -175,3 +182,66 @@ def test_fit_check_stops_a_workflow_that_learns_nothing(tmp_path):
     rec = json.loads((run / 'run.json').read_text())
     assert rec['status'] == 'failed' and 'not learning' in (run / 'error.txt').read_text()
     assert not (run / 'report.md').exists() and not (run / 'bundles').exists()
+
+
+@pytest.mark.skipif(Path('/proc/driver/nvidia/version').exists(), reason='this machine has CUDA')
+def test_cuda_on_a_machine_without_it_names_the_parameter(tmp_path):
+    t0 = time.time()
+    r = cli('run', 'two-stage', '-p', 'device', 'cuda', '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "parameter device = 'cuda'" in r.stderr and 'CUDA' in r.stderr, r.stderr
+    assert not (tmp_path / 'runs').exists(); print(f"refused in {time.time() - t0:.1f} s")
+
+
+def test_run_needs_a_workflow_or_a_run_folder(tmp_path):
+    r = cli('run', cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and 'name a WORKFLOW, or give --resume RUN_DIR' in r.stderr
+    assert len(r.stderr.splitlines()) < 6                                # a short usage, not the whole help
+    r = cli('run', '--resume', tmp_path / 'nope', cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and 'not a run folder' in r.stderr, r.stderr
+
+
+def test_concurrent_resume_refused_then_killed_run_resumes(tmp_path):
+    """A second `--resume` of a live run is refused with the holder's pid (exit 2) and writes nothing; once the
+    holder is killed its lock is stale and `--resume RUN_DIR` alone (the workflow read from the folder) goes on."""
+    nb = slow_nb(tmp_path / 'slow.ipynb', 60)
+    p = subprocess.Popen([EXE, 'run', str(nb), '--runs-dir', str(tmp_path / 'runs')], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for(p, 'working 1')
+        run = next((tmp_path / 'runs').iterdir()); before = (run / 'run.json').read_bytes()
+        r = cli('run', '--resume', run, cwd=tmp_path, timeout=120)
+        assert r.returncode == 2 and 'is in use by' in r.stderr and f'pid {p.pid}' in r.stderr, r.stderr
+        assert (run / 'run.json').read_bytes() == before and not (run / 'slow.attempt1.ipynb').exists()
+        assert p.poll() is None                                           # the holder was not disturbed
+    finally:
+        os.killpg(p.pid, signal.SIGKILL); p.wait(timeout=60)
+    from cherry_nb.runs import read_record
+    assert (run / '.lock').exists() and read_record(run)['status'] == 'died'   # the lock is stale: its pid is gone
+    r = cli('run', '--resume', run, '-p', 'seconds', '1', cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and '[demo] step 2/2: done' in r.stdout, r.stderr
+    rec = json.loads((run / 'run.json').read_text())
+    assert [a['status'] for a in rec['attempts']] == ['died', 'completed'] and not (run / '.lock').exists()
+
+
+def test_lock_of_another_machine_goes_stale_by_its_heartbeat(tmp_path):
+    """A lock written on another host (a recycled Colab VM) is respected while its heartbeat is fresh and taken
+    over once it is older than its `stale_s`; the attempt it held reads `running`, then `died`."""
+    from cherry_nb.runs import read_record
+    nb = slow_nb(tmp_path / 'slow.ipynb', 1)
+    r = cli('run', nb, '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=300); assert r.returncode == 0
+    run = next((tmp_path / 'runs').iterdir())
+    rec = json.loads((run / 'run.json').read_text())
+    rec['attempts'].append(dict(started='2026-01-01T00:00:00', command='cherry-nb run ...', host='colab-vm-gone',
+                                pid=4242, status='running', lock='remote-token'))
+    (run / 'run.json').write_text(json.dumps(rec))
+    lock = dict(token='remote-token', pid=4242, host='colab-vm-gone', started='2026-01-01T00:00:00', stale_s=30)
+    (run / '.lock').write_text(json.dumps(lock))
+    assert read_record(run)['status'] == 'running'
+    r = cli('run', '--resume', run, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and 'colab-vm-gone' in r.stderr, r.stderr
+    old = time.time() - 120; os.utime(run / '.lock', (old, old))            # no heartbeat for two minutes
+    assert read_record(run)['status'] == 'died'
+    r = cli('run', '--resume', run, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert [a['status'] for a in json.loads((run / 'run.json').read_text())['attempts']] == \
+        ['completed', 'died', 'completed']

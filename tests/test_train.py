@@ -175,7 +175,7 @@ def test_nan_loss_raises_clear_error(tmp_path):
         def before_batch(self):
             if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 1:
                 self.learn.xb[0, 0, 0, 0] = float('nan')
-    with pytest.raises(FloatingPointError, match=r'non-finite training loss \(nan\) at epoch 1, batch 1'):
+    with pytest.raises(FloatingPointError, match=r'non-finite training loss \(nan\) at epoch 2, batch 2'):  # 1-based
         fit(atto(), *loaders(n=32), cfg(epochs=3), aug=False, callbacks=[Poison()], ckpt_dir=tmp_path, progress=False)
     assert load_checkpoint(tmp_path / 'last.pt')['epoch'] == 0         # the last good epoch is kept
     with pytest.raises(FloatingPointError, match='epoch 0, batch 0'):

@@ -46,7 +46,12 @@ def test_workflow_end_to_end(tiny, tmp_path):
               '## Deployment Recommendation'):
         assert s in rep
     assert ('DEPLOY TO PRODUCTION' in rep) != ('DO NOT DEPLOY' in rep)
+    assert rep.startswith('# Model Report: 2-Stage Robust Training (convnextv2_atto)')   # the run's architecture
+    cal, train = rep.split('## Calibration')[1].split('## Training')
+    assert '| Temperature T |' in cal and '| Job | Epochs | Kept epoch |' in train.split('## Artifacts')[0]
+    assert '| stage1 | 1 | 1 |' in train                                  # epochs count from 1, as in the terminal
     html = (run / 'report.html').read_text(); assert 'plotly' in html and '<table>' in html
+    assert '<nav class="contents">' in html and 'href="#section-1"' in html
     # score new cherries with the run's default bundle, export it, and check that the three agree
     new = render_dataset(tmp_path / 'new', n_train=0, n_val=0, n_test=120, size=32, workers=1, progress=False, seed=9)
     r = subprocess.run([EXE, 'predict', str(run), str(new), '--out', str(tmp_path / 'pred')], capture_output=True,

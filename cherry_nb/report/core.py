@@ -14,7 +14,7 @@ from ..core import *
 
 # %% auto #0
 __all__ = ['Gate', 'recommendation', 'md_table', 'flags_md', 'Section', 'Report', 'class_rates', 'confusion_figure',
-           'reliability_figure', 'artifacts_table', 'training_figures']
+           'reliability_figure', 'artifacts_table', 'training_table', 'training_figures']
 
 # %% ../../nbs/12_report.ipynb #af26c224
 @dataclass
@@ -93,17 +93,20 @@ class Report:
         body = [f'\n## {s.title}\n\n{s.md.strip()}\n' for s in self.sections]
         return '\n'.join(head) + '\n' + '\n'.join(body)
     def to_html(self) -> str:
+        "Self-contained HTML: the header, a contents list linking every section, then the sections and figures."
         import mistune, plotly.io as pio
-        parts, first = [], True
-        for s in self.sections:
-            parts.append(f'<h2>{_html.escape(s.title)}</h2>\n' + mistune.html(s.md))
+        parts, toc, first = [], [], True
+        for i, s in enumerate(self.sections, 1):
+            toc.append(f'<li><a href="#section-{i}">{_html.escape(s.title)}</a></li>')
+            parts.append(f'<h2 id="section-{i}">{_html.escape(s.title)}</h2>\n' + mistune.html(s.md))
             for fig in s.figures:
                 parts.append(pio.to_html(fig, full_html=False, include_plotlyjs='inline' if first else False))
                 first = False
         head = mistune.html('\n'.join(f'**{k}:** {v}  ' for k, v in self.header.items()))
+        nav = f'<nav class="contents"><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>' if toc else ''
         t = _html.escape(self.title)
         return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{t}</title><style>{_CSS}</style></head>'
-                f'<body><h1>{t}</h1>{head}{"".join(parts)}</body></html>')
+                f'<body><h1>{t}</h1>{head}{nav}{"".join(parts)}</body></html>')
     def save(self, out_dir, stem: str = 'report') -> tuple[Path, Path]:
         "Write `<stem>.md` and `<stem>.html` atomically into `out_dir`."
         out = Path(out_dir)
@@ -150,6 +153,25 @@ def artifacts_table(run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../../nbs/12_report.ipynb #f104984b
+_HISTORY_COLS = {'train_loss': 'Train loss', 'val_loss': 'Val loss', 'val_acc': 'Val accuracy',
+                 'val_auroc': 'Val AUROC', 'val_f1_macro': 'Val F1 (macro)'}
+
+def training_table(run, names=None) -> pd.DataFrame:
+    "One row per training job of `run` (`names`, default all): epochs run, the kept (best) epoch and its metrics."
+    from cherry_nb.runs import RunFolder
+    run = RunFolder(run); rows = []
+    paths = [run.artifact(n).with_suffix('.json') for n in names] if names else sorted(run.artifacts.glob('*.json'))
+    for j in paths:
+        m = (read_json(j).get('metrics') or {}) if j.is_file() else {}
+        h = pd.DataFrame(m.get('history') or [])
+        if h.empty: continue
+        best = m.get('best_epoch')
+        i = int(best) if best is not None and best in set(h.epoch) else int(h.epoch.iloc[-1])
+        r = h[h.epoch == i].iloc[0]
+        rows.append({'Job': j.stem, 'Epochs': len(h), 'Kept epoch': i + 1,          # epochs count from 1 where read
+                     **{v: round(float(r[k]), 4) for k, v in _HISTORY_COLS.items() if k in h.columns}})
+    return pd.DataFrame(rows)
+
 def training_figures(run, names=None) -> list:
     "Plotly training-history figures of the artifacts `names` of `run` (default: every artifact with a history)."
     from cherry_nb.runs import RunFolder

@@ -11,12 +11,12 @@ from ..core import *
 from ..runs import RunFolder, read_metrics, read_predictions
 from ..models import read_artifact_meta
 from .core import (Report, Gate, recommendation, md_table, flags_md, class_rates, confusion_figure,
-                                   reliability_figure, artifacts_table, training_figures)
+                                   reliability_figure, artifacts_table, training_figures, training_table)
 
 # %% auto #0
 __all__ = ['report_rows', 'tier_table', 'two_stage_gates', 'executive_summary', 'methodology', 'mining_md', 'forgetting_md',
-           'tiers_md', 'cherry_tiers_md', 'tier_figures', 'calibration_figures', 'confusion_md_figs',
-           'two_stage_report']
+           'tiers_md', 'cherry_tiers_md', 'tier_figures', 'calibration_md', 'training_md', 'calibration_figures',
+           'confusion_md_figs', 'two_stage_report']
 
 # %% ../../nbs/12a_report_two_stage.ipynb #09708ec0
 def report_rows(records, title: str = 'Class') -> pd.DataFrame:
@@ -132,6 +132,21 @@ def tier_figures(run, m: dict) -> list:
                             title='stage 2 p(pit) on test, production thresholds'),
             risk_coverage_figure({'stage 1': s1.p_pit.to_numpy(), 'stage 2': s2.p_pit.to_numpy()}, s1.y_pit.to_numpy())]
 
+def calibration_md(m: dict) -> str:
+    "The temperature fitted on the validation split and what it did, as a table (the reliability plot is in the HTML)."
+    t = m['temperature']
+    rows = pd.DataFrame({'Quantity': ['Temperature T', 'Validation NLL before', 'Validation NLL after'],
+                         'Value': [f"{t['temperature']:.3f}", f"{t['nll_before']:.4f}", f"{t['nll_after']:.4f}"]})
+    return (f"Stage 1's p(pit) is temperature-scaled on the validation split:\n\n{md_table(rows)}\n\n"
+            "The reliability diagram (before and after) is in report.html.")
+
+def training_md(run) -> str:
+    "The training jobs' epochs and kept-epoch metrics (the per-epoch curves are in the HTML)."
+    t = training_table(run, ['stage1', 'stage2'])
+    if t.empty: return "No training history was recorded."
+    return (f"{md_table(t, floatfmt='.4f')}\n\nEpochs count from 1; the kept epoch is the one whose weights were "
+            "saved (the best on validation). Per-epoch curves are in report.html.")
+
 def calibration_figures(run) -> list:
     "Reliability of stage 1's p(pit) on the validation split, before and after temperature scaling."
     p = read_predictions(run); v = p[(p.model == 'stage1') & (p.split == 'val')]
@@ -168,13 +183,13 @@ def two_stage_report(run, pit_recall_target: float | None = None, max_pit_miss: 
                                                     pit_recall_target, c['max_pit_miss'] if max_pit_miss is None
                                                     else max_pit_miss))
     lin = read_artifact_meta(run.artifact('deployed'))['lineage']
-    rep = Report('Model Report: 2-Stage Robust Training (ConvNeXt V2)', _header(run, m, verdict))
+    rep = Report(f"Model Report: 2-Stage Robust Training ({c['arch']})", _header(run, m, verdict))
     rep.add('Executive Summary', executive_summary(m)).add('Methodology', methodology(m))
     rep.add('Mining Statistics', mining_md(m)).add('Forgetting and Stage-1 Misses', forgetting_md(m))
     rep.add('Safety Tiers (test set, against truth)', tiers_md(m))
     conf_md, conf_figs = confusion_md_figs(run)
-    rep.add('Confusion Matrices (test set)', conf_md).add('Calibration', 'Stage 1 on the validation split.')
-    rep.add('Training', 'Per-epoch history of every training job.').add('Artifacts', md_table(artifacts_table(run)))
+    rep.add('Confusion Matrices (test set)', conf_md).add('Calibration', calibration_md(m))
+    rep.add('Training', training_md(run)).add('Artifacts', md_table(artifacts_table(run)))
     rep.add('Deployment Recommendation', f"**{verdict}.**\n\n" + '\n'.join(f'- {l}' for l in lines) +
             f"\n\nLineage (locked in `deployed.json`): stage 1 `{lin['stage1_hash'][:12]}`, mined labels "
             f"`{lin['mining_manifest_hash'][:12]}`, stage 2 `{lin['stage2_hash'][:12]}`.")
