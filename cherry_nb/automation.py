@@ -16,7 +16,7 @@ from .views import cherry_scores
 
 # %% auto #0
 __all__ = ['oracle_threshold', 'accept_shares', 'per_unit', 'automation_metrics', 'allowed_misses', 'min_calibration_pits',
-           'plan_calibration', 'planner_line']
+           'plan_calibration', 'planner_line', 'calibration_rows', 'plan_text']
 
 # %% ../nbs/10b_automation.ipynb #dcda469a
 def _scores(scores) -> np.ndarray:
@@ -149,6 +149,8 @@ def plan_calibration(p_val,                      # calibration pit score per ima
                      seed: int = 0,              # fixes the draws
                     ) -> pd.DataFrame:
     "Expected certified accept share (and its 10-90% band over calibration draws) against calibration pits."
+    for name, v in (('alpha', alpha), ('delta', delta)):
+        if not 0 < v < 1: raise ValueError(f"{name} must lie strictly between 0 and 1; got {v}")
     s, y, unit = per_unit(p_val, y_val, groups, rule, k); ok = ~np.isnan(s); s, y = s[ok], y[ok]
     q1, F = _score_model(s, y); rng = np.random.default_rng(seed); m = int(y.sum()); rows = []
     for n in sorted({int(n) for n in n_pits}):
@@ -159,7 +161,7 @@ def plan_calibration(p_val,                      # calibration pit score per ima
         acc = F(np.unique(t))[np.searchsorted(np.unique(t), t)]
         rows.append(dict(n_pits=n, allowed_misses=K, feasible=True, accept_share=float(acc.mean()),
                          accept_lo=float(np.quantile(acc, 0.1)), accept_hi=float(np.quantile(acc, 0.9)),
-                         extrapolated=bool((K + 1) / (n + 1) < 1 / m)))
+                         extrapolated=bool((K + 1) / (n + 1) < 1 / (m + 1))))
     out = pd.DataFrame(rows)
     out.attrs.update(alpha=alpha, delta=delta, unit=unit, pits_seen=m, min_pits=min_calibration_pits(alpha, delta),
                      oracle_accept_share=float(F(q1(alpha))))
@@ -181,3 +183,33 @@ def planner_line(plan: pd.DataFrame, n_have: int | None = None) -> str:
             and (n_have is None or r.n_pits > n_have)]
     tail = f" (the scorer's limit, the oracle: ~{_pct(a['oracle_accept_share'])})"
     return head + ('; ' + ', '.join(more) if more else '') + tail
+
+# %% ../nbs/10b_automation.ipynb #25d18c89
+def _certified_model(models: list) -> str | None:
+    "The model a run certifies: two-stage's calibrated stage 1, else the first guaranteed method (seed 0 first)."
+    if 'stage1' in models: return 'stage1'
+    return next((m for m in sorted(models, key=lambda m: (not m.endswith('seed 0'), m)) if 'guaranteed' in m), None)
+
+def calibration_rows(preds: pd.DataFrame,          # a run's predictions (`runs.read_predictions`)
+                     model: str | None = None,     # the model to plan for (default: the one the run certifies)
+                     split: str = 'val',           # the calibration split
+                    ) -> tuple:
+    "(p_pit, y_pit, groups or None, model) of the calibration rows; groups when a cherry has several views."
+    models = list(pd.unique(preds.model)); model = model or _certified_model(models)
+    if model not in models: raise ValueError(f"no model {model!r} in the predictions; they hold {models} "
+                                             "(name one with --model)")
+    v = preds[(preds.model == model) & (preds.split == split)]
+    if v.empty: raise ValueError(f"model {model!r} has no {split!r} rows to plan from")
+    views = 'cherry_id' in v and v.cherry_id.notna().all() and v.cherry_id.duplicated().any()
+    return v.p_pit.to_numpy(), v.y_pit.to_numpy(), v.cherry_id.astype(str).to_numpy() if views else None, model
+
+def plan_text(plan: pd.DataFrame, n_have: int | None = None, what: str = '') -> str:
+    "The plan as aligned lines for a terminal, with its one-line summary."
+    a = plan.attrs; unit = 'pitted cherries' if a['unit'] == 'cherry' else 'pits'
+    head = f"calibration planner{f' ({what})' if what else ''}: alpha {a['alpha']:g}, delta {a['delta']:g}, " \
+           f"from {a['pits_seen']} calibration {unit}"
+    rows = [f"  {r.n_pits:>6} {unit}: " + (f"accepts ~{_pct(r.accept_share)} (10-90% {_pct(r.accept_lo)}-"
+            f"{_pct(r.accept_hi)}), {r.allowed_misses} calibration misses allowed" if r.feasible else
+            "certifies nothing") + (' (this run)' if r.n_pits == n_have else '') + (' (extrapolated)' if
+            r.extrapolated else '') for r in plan.itertuples()]
+    return '\n'.join([head, *rows, planner_line(plan, n_have)])

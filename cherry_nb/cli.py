@@ -219,10 +219,18 @@ def _deploy_parsers(sub):
     x.add_argument('bundle'); x.add_argument('--onnx', required=True, help='the .onnx file to write')
     x.add_argument('--check', default=None, help='an image folder to validate onnxruntime against torch on')
 
+def _plan_parser(sub):
+    p = sub.add_parser('plan', help="calibration planner: certified accept share against calibration pits, from a run")
+    p.add_argument('run', help="a finished run folder (its predictions.csv and params.json)")
+    p.add_argument('--alpha', type=float, default=0.01, help='pit-miss rate to certify (default: %(default)s)')
+    p.add_argument('--delta', type=float, default=0.1, help='failure probability of the certificate (default: %(default)s)')
+    p.add_argument('--pits', default='100,250,500,1000,2000', help='calibration pit counts (default: %(default)s)')
+    p.add_argument('--model', default=None, help="a model of predictions.csv (default: the one the run certifies)")
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='cherry-nb', description='cherry_nb workflows from the command line')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    _run_parser(sub); _deploy_parsers(sub)
+    _run_parser(sub); _deploy_parsers(sub); _plan_parser(sub)
     sub.add_parser('list', help='list workflows and their parameters')
     s = sub.add_parser('synth', help='render simulator data into a folder')
     s.add_argument('out'); s.add_argument('--preset', default='quick'); s.add_argument('--seed', type=int, default=0)
@@ -248,6 +256,16 @@ def _cmd_run(a, ap) -> int:
     print(f"finished in {time.time() - t0:.0f} s; run record: {run}" + (f"\nreport: {rep}" if rep else ''))
     return 0
 
+def _cmd_plan(a) -> int:
+    "`cherry-nb plan RUN --alpha A [--delta D]`: the calibration planner on the run's validation scores."
+    from cherry_nb.automation import calibration_rows, per_unit, plan_calibration, plan_text
+    from cherry_nb.runs import read_predictions
+    p, y, g, model = calibration_rows(read_predictions(a.run), a.model)
+    rule = read_params(a.run).get('rule', 'max') if g is not None else None
+    have = int(sum(t for s, t in zip(*per_unit(p, y, g, rule)[:2]) if s == s))   # pits with a score
+    n = [int(x) for x in str(a.pits).split(',') if x.strip()] + [have]
+    print(plan_text(plan_calibration(p, y, a.alpha, a.delta, n, g, rule), have, model)); return 0
+
 def _cmd_other(a) -> int:
     if a.cmd == 'job':
         from cherry_nb.jobs import TrainJob, run_job
@@ -261,6 +279,7 @@ def _cmd_other(a) -> int:
     if a.cmd in ('predict', 'export'):
         from cherry_nb import deploy
         return deploy.predict_command(a) if a.cmd == 'predict' else deploy.export_command(a)
+    if a.cmd == 'plan': return _cmd_plan(a)
     if a.cmd == 'watch':
         from cherry_nb.watch import watch_command
         return watch_command(a)

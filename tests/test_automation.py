@@ -104,3 +104,24 @@ def test_automation_metrics_per_image_and_per_cherry():
     assert ac['unit'] == 'cherry' and ac['n_cal_pits'] == y[cal].sum() and ac['certified_accept_share'].n == len(test)
     with pytest.raises(ValueError, match='for both splits'):
         automation_metrics(s, y, s, y, groups_val=np.arange(len(s)))
+
+
+def test_plan_command_on_a_run_folder(tmp_path, capsys):
+    "`cherry-nb plan RUN` reads the run's calibration rows (stage 1 on val) and prints the plan and its line."
+    from cherry_nb.cli import main
+    from cherry_nb.runs import write_params, write_predictions
+    import pandas as pd
+    s, y = pool(1000, 5, *POOLS['separated'])
+    split = np.r_[['val'] * 600, ['test'] * 400]
+    rows = lambda model: pd.DataFrame(dict(model=model, split=split, relpath=[f"{i}.png" for i in range(1000)],
+                                           path=[f"/x/{i}.png" for i in range(1000)],
+                                           label=np.where(y == 1, 'pit', 'clean'), y_pit=y, p_pit=s))
+    run = tmp_path / 'run'
+    write_predictions(run, pd.concat([rows('stage1'), rows('stage2')])); write_params(run, dict(rule='max'))
+    assert main(['plan', str(run), '--alpha', '0.01', '--pits', '100,1000']) == 0
+    out = capsys.readouterr().out; have = int(y[:600].sum())
+    assert f"calibration planner (stage1): alpha 0.01, delta 0.1, from {have} calibration pits" in out
+    assert '100 pits: certifies nothing' in out and f"{have} pits: accepts ~" in out and '(this run)' in out
+    assert f"needs >= 230 calibration pits; with {have} it accepts ~" in out
+    assert main(['plan', str(run), '--alpha', '1.5']) == 2 and 'alpha must lie strictly' in capsys.readouterr().err
+    assert main(['plan', str(run), '--model', 'nope']) == 2 and "no model 'nope'" in capsys.readouterr().err
