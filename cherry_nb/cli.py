@@ -223,7 +223,7 @@ def _plan_parser(sub):
     p = sub.add_parser('plan', help="calibration planner: certified accept share against calibration pits, from a run")
     p.add_argument('run', help="a finished run folder (its predictions.csv and params.json)")
     p.add_argument('--alpha', type=float, default=0.01, help='pit-miss rate to certify (default: %(default)s)')
-    p.add_argument('--delta', type=float, default=0.1, help='failure probability of the certificate (default: %(default)s)')
+    p.add_argument('--delta', type=float, default=0.1, help='failure probability of the certificate (%(default)s)')
     p.add_argument('--pits', default='100,250,500,1000,2000', help='calibration pit counts (default: %(default)s)')
     p.add_argument('--model', default=None, help="a model of predictions.csv (default: the one the run certifies)")
 
