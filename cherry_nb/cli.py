@@ -388,10 +388,19 @@ def _sweep_parser(sub):
     s.add_argument('--cpus-per-cell', type=float, default=1, help='Ray: CPUs of each cell')
     s.add_argument('--ray-address', default='', help="Ray: '' a local Ray, 'auto' or 'ray://HEAD:10001' a cluster")
 
+
+def _plan_parser(sub):
+    p = sub.add_parser('plan', help="calibration planner: certified accept share against calibration pits, from a run")
+    p.add_argument('run', help="a finished run folder (its predictions.csv and params.json)")
+    p.add_argument('--alpha', type=float, default=0.01, help='pit-miss rate to certify (default: %(default)s)')
+    p.add_argument('--delta', type=float, default=0.1, help='failure probability of the certificate (%(default)s)')
+    p.add_argument('--pits', default='100,250,500,1000,2000', help='calibration pit counts (default: %(default)s)')
+    p.add_argument('--model', default=None, help="a model of predictions.csv (default: the one the run certifies)")
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='cherry-nb', description='cherry_nb workflows from the command line')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    _run_parser(sub); _deploy_parsers(sub); line_parsers(sub); _sweep_parser(sub)
+    _run_parser(sub); _deploy_parsers(sub); line_parsers(sub); _sweep_parser(sub); _plan_parser(sub)
     sub.add_parser('list', help='list workflows and their parameters')
     s = sub.add_parser('synth', help='render simulator data into a folder')
     s.add_argument('out'); s.add_argument('--preset', default='quick'); s.add_argument('--seed', type=int, default=0)
@@ -433,6 +442,16 @@ def _cmd_run(a, ap) -> int:
     print(f"finished in {time.time() - t0:.0f} s; run record: {run}" + (f"\nreport: {rep}" if rep else ''))
     return 0
 
+def _cmd_plan(a) -> int:
+    "`cherry-nb plan RUN --alpha A [--delta D]`: the calibration planner on the run's validation scores."
+    from cherry_nb.automation import calibration_rows, per_unit, plan_calibration, plan_text
+    from cherry_nb.runs import read_predictions, read_params
+    p, y, g, model = calibration_rows(read_predictions(a.run), a.model)
+    rule = read_params(a.run).get('rule', 'max') if g is not None else None
+    have = int(sum(t for s, t in zip(*per_unit(p, y, g, rule)[:2]) if s == s))   # pits with a score
+    n = [int(x) for x in str(a.pits).split(',') if x.strip()] + [have]
+    print(plan_text(plan_calibration(p, y, a.alpha, a.delta, n, g, rule), have, model)); return 0
+
 def _cmd_other(a) -> int:
     if a.cmd == 'job':
         from cherry_nb.jobs import TrainJob, run_job
@@ -447,6 +466,7 @@ def _cmd_other(a) -> int:
         from cherry_nb.line_commands import run_line
         return run_line(a)
     if a.cmd in COMMAND_PLUGINS: return plugin_command(a.cmd)(a)
+    if a.cmd == 'plan': return _cmd_plan(a)
     from cherry_nb.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 

@@ -25,6 +25,7 @@ from .mining import MiningConfig, mining_effects
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, tier_metrics, guaranteed_tiers,
                              InsufficientCalibration)
 from .jobs import TrainJob, run_jobs
+from .automation import automation_metrics
 from .ensemble import EnsembleScores, DisagreementPolicy, tau_for_review_budget
 from .recipes import (StudyConfig, order_problems, job_common, stage1_job, stage2_job, fold_jobs, member_jobs,
                                write_fold_manifest, mine)
@@ -37,8 +38,9 @@ __all__ = ['METHODS', 'METHOD_NEEDS', 'LABELLED', 'ROLES', 'RATE_COLS', 'Compare
            'two_stage_oof', 'explicit_three_class', 'enhanced_two_class_method', 'guaranteed_two_class',
            'ensemble_method', 'per_cherry', 'method_row', 'labelled_maybe', 'train_seed', 'score_seed',
            'method_predictions', 'apply_methods', 'bundle_slug', 'bundle_policy', 'method_bundle',
-           'set_compare_default', 'seed_extras', 'run_seed', 'seed_interval', 'summarize', 'recommend', 'summary_table',
-           'compare_figure', 'run_compare', 'read_results']
+           'set_compare_default', 'seed_extras', 'run_seed', 'seed_interval', 'summarize', 'method_automation',
+           'seed_automation', 'automation_summary', 'automation_record', 'certified_ranking', 'recommend',
+           'summary_table', 'compare_figure', 'run_compare', 'read_results']
 
 # %% ../nbs/14_compare.ipynb #76ab17d0
 @dataclass
@@ -449,9 +451,64 @@ def summarize(rows: list) -> pd.DataFrame:
                                + [r['method'] for r in rows]))
     return pd.DataFrame([_summary_row(m, rows) for m in names])
 
+# %% ../nbs/14_compare.ipynb #315bce6b
+def method_automation(name: str, out: MethodOutput, S: SeedScores, planner: bool = False) -> dict | None:
+    "One method on one seed: its calibration score certified at (alpha, delta), the accept shares it gives on test."
+    if out.val_score is None: return None
+    test = out.probs3[:, 1] if out.probs3 is not None else out.score     # the score it has on the calibration split
+    gv, gt = S.groups('val'), S.groups('test')
+    views = (gv, gt, S.cfg.rule) if gv is not None and gt is not None else ()
+    a = automation_metrics(out.val_score, S.y_val, test, S.y_test, S.cfg.alpha, S.cfg.delta, *views, planner=planner)
+    return dict(method=name, seed=S.seed, **a)
+
+def seed_automation(outs: dict, S: SeedScores, planner: bool = False) -> list:
+    "`method_automation` of every method of one seed; the planner on guaranteed 2-class (else the first method)."
+    first = 'guaranteed 2-class' if 'guaranteed 2-class' in outs else next(iter(outs), None)
+    rows = [method_automation(n, o, S, planner and n == first) for n, o in outs.items()]
+    return [r for r in rows if r is not None]
+
+_AUTO = ('certified_accept_share', 'oracle_accept_share', 'certified_pit_miss')
+
+def automation_summary(rows: list) -> pd.DataFrame:
+    "Per method: pooled accept shares and pit-miss (Rate), seed means with t intervals, certified / oracle."
+    out = []
+    for m in dict.fromkeys(r['method'] for r in rows):
+        rs = [r for r in rows if r['method'] == m]
+        s = dict(method=m, seeds=len(rs), unit=rs[0]['unit'], certified=all(r['certified'] for r in rs))
+        for c in _AUTO:
+            s[c] = rate(sum(r[c].k for r in rs), sum(r[c].n for r in rs))
+            s[c + '_seed'] = seed_interval([r[c].rate for r in rs], clip=(0, 1))
+        o = s['oracle_accept_share']; s['ratio'] = s['certified_accept_share'].rate / o.rate if o.k else float('nan')
+        out.append(s)
+    return pd.DataFrame(out)
+
+def automation_record(rows: list, alpha: float, delta: float) -> dict:
+    "metrics.json['automation']: the guaranteed 2-class method's numbers pooled over seeds, the planner, every method."
+    sm = automation_summary(rows)
+    if not len(sm): return dict(alpha=alpha, delta=delta, unit=None, methods=[], planner=[])
+    top = sm[sm.method == 'guaranteed 2-class'].iloc[0] if (sm.method == 'guaranteed 2-class').any() else sm.iloc[0]
+    plan = next((r for r in rows if r.get('planner') is not None), {})
+    return dict(alpha=alpha, delta=delta, unit=top['unit'], method=top['method'], certified=top['certified'],
+                **{c: top[c] for c in _AUTO}, ratio=top['ratio'], planner=plan.get('planner', []),
+                planner_line=plan.get('planner_line', ''), n_cal_pits=plan.get('n_cal_pits'),
+                methods=sm.to_dict('records'))
+
+# %% ../nbs/14_compare.ipynb #dc5135d7
+def certified_ranking(summary: pd.DataFrame, auto: pd.DataFrame, target: float, alpha: float, delta: float) -> str:
+    "The methods that meet the safety target, ranked by certified accept share (with the oracle's beside it)."
+    safe = {r['method'] for _, r in summary.iterrows()
+            if isinstance(r.get('pit_miss'), Rate) and r['pit_miss'].hi <= target}
+    ok = auto[auto.method.isin(safe)].sort_values('certified_accept_share', key=lambda c: c.map(lambda r: -r.rate))
+    if not len(ok): return "No method that meets the safety target has a certified accept share to rank."
+    return (f"Ranked by certified accept share (each method's score certified at alpha {alpha:g}, delta {delta:g} on "
+            "its calibration split; test cherries accepted, the oracle's share beside it), the methods meeting the "
+            "target: " + '; '.join(f"{r['method']} {100 * r['certified_accept_share'].rate:.1f}% (oracle "
+                                    f"{100 * r['oracle_accept_share'].rate:.1f}%)" for _, r in ok.iterrows()) + '.')
+
 # %% ../nbs/14_compare.ipynb #507b5fce
 def recommend(summary: pd.DataFrame, target: float,
               flags: list | None = None, # `two_stage.fit_flags` of the run: a job that learned nothing voids the result
+              automation: dict | None = None,  # `automation_record`: the safe methods ranked by certified accept share
              ) -> tuple:
     "(method or None, sentence): lowest mean review rate among methods whose pooled pit-miss upper bound <= target."
     if flags: return None, ("No recommendation: " + '; '.join(f['message'] for f in flags) +
@@ -464,10 +521,13 @@ def recommend(summary: pd.DataFrame, target: float,
         return None, f"No method meets the safety target (pit-miss upper 95% bound <= {target:.1%})" + safest
     best = min(ok, key=lambda r: r['review_seed'][0])
     others = ', '.join(f"{r['method']} ({r['review_seed'][0]:.1%})" for r in ok if r['method'] != best['method'])
+    a = automation or {}
+    rank = (' ' + certified_ranking(summary, pd.DataFrame(a['methods']), target, a['alpha'], a['delta'])
+            if a.get('methods') else '')
     return best['method'], (f"Deploy **{best['method']}**: its pit-miss rate {best['pit_miss']} meets the target "
                             f"(upper bound <= {target:.1%}) at the lowest review rate, {best['review_seed'][0]:.1%} of "
                             "cherries" + (f"; the other methods meeting the target review more: {others}." if others
-                                          else "; no other method meets the target."))
+                                          else "; no other method meets the target.") + rank)
 
 # %% ../nbs/14_compare.ipynb #fc6b049d
 def _fmt_seed(t, pct=True):
@@ -518,7 +578,8 @@ def compare_figure(summary: pd.DataFrame, rows: list, target: float | None = Non
 
 # %% ../nbs/14_compare.ipynb #613af90f
 def _results(cfg: CompareConfig) -> dict:
-    return dict(rows=[], mining=[], two_stage=[], guaranteed=[], config=asdict(cfg), methods=cfg.method_names())
+    return dict(rows=[], mining=[], two_stage=[], guaranteed=[], automation=[], config=asdict(cfg),
+                methods=cfg.method_names())
 
 def _run_seeds(df, cfg: CompareConfig, run, res: dict, preds: list, progress: bool):
     "Every seed, adding to `res` and `preds`; `results.json` is rewritten after each seed (a truthful partial record)."
@@ -526,6 +587,7 @@ def _run_seeds(df, cfg: CompareConfig, run, res: dict, preds: list, progress: bo
         say(f"seed {seed + 1} of {cfg.seeds}", prefix='compare')
         r = run_seed(df, cfg, seed, run, progress)
         for k in ('rows', 'mining', 'two_stage'): res[k] += r[k]
+        res['automation'] += seed_automation(r['outputs'], r['scores'], planner=seed == 0)
         g = r['outputs'].get('guaranteed 2-class')
         res['guaranteed'].append(g.extra['certificate'] if g is not None else
                                  next((x for x in r['rows'] if x['method'] == 'guaranteed 2-class'), {}))
@@ -540,16 +602,19 @@ def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True
     write_predictions(run, pd.concat(preds, ignore_index=True))
     summary, res['flags'] = summarize(res['rows']), fit_flags(fit_verdicts(run))
     atomic_write_json(run / 'results.json', jsonable(res))          # with the fit flags the report shows first
-    best, why = recommend(summary, cfg.safety_target, res['flags'])
-    res.update(summary=summary, recommended=best, recommendation=why)
+    auto = automation_record(res['automation'], cfg.alpha, cfg.delta)
+    best, why = recommend(summary, cfg.safety_target, res['flags'], auto)
+    res.update(summary=summary, recommended=best, recommendation=why, automation_record=auto)
     atomic_write(run / 'comparison.csv', summary_table(summary, asdict(cfg)).to_csv(index=False))
     default = set_compare_default(run, summary, best)
     write_metrics(run, dict(recommended=best, recommendation=why, config=asdict(cfg), default_bundle=default,
-                            summary=summary.to_dict(orient='records'), flags=res['flags']))
+                            summary=summary.to_dict(orient='records'), flags=res['flags'], automation=auto))
     return res
 
 def read_results(run) -> dict:
     "A comparison run's `results.json` with its rates back as `Rate`s and its summary recomputed."
     res = read_metrics(run, 'results.json')
     res['summary'] = summarize(res['rows'])
+    res['automation_record'] = automation_record(res.get('automation', []), res['config']['alpha'],
+                                                 res['config']['delta'])
     return res

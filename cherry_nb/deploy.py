@@ -23,6 +23,7 @@ from .artifacts import (load_artifact, read_artifact_meta, artifact_paths, safet
                                  build_model, load_state, set_preprocessing)
 from .augment import model_norm, check_images, EvalTransform
 from .calibrate import TemperatureScaler
+from .automation import accept_shares
 from .tiers import (GuaranteedTiers, InsufficientCalibration, guaranteed_tiers, policy_from_dict, tier_metrics,
                              as_pit_truth)
 from .views import RULES, CherryGuarantee, cherry_guaranteed_tiers, cherry_scores
@@ -866,6 +867,14 @@ def far_from_input(df, size: int) -> int:
     w, h = df['width'].to_numpy(float), df['height'].to_numpy(float)
     return int((np.minimum(w, h) < size / FAR_SIZE).sum() + (np.maximum(w, h) > size * FAR_SIZE).sum())
 
+def _automation(b: Bundle, res: FolderPredictions) -> dict | None:
+    "Labelled input, certified bundle: its accept share next to the oracle's at its alpha (`automation`), per its unit."
+    rows = res.groups if b.unit == 'cherry' else res.predictions
+    if not b.certificate or rows is None or 'y_pit' not in rows or not rows.y_pit.notna().any(): return None
+    r, a = rows[rows.y_pit.notna()], b.certificate['alpha']
+    s = r['score' if b.unit == 'cherry' else 'p_pit'].to_numpy(dtype=float)
+    return dict(alpha=a, unit=b.unit, **accept_shares(s, r.y_pit.astype(int), (r.tier == 'accept').to_numpy(), a))
+
 def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_rule, group_pattern=None) -> dict:
     per_cherry = b.unit == 'cherry'
     s = dict(bundle=str(b.path), bundle_digest=b.digest, method=b.method, unit=b.unit, input=str(src),
@@ -873,6 +882,7 @@ def _summary(b: Bundle, src: Path, df, res: FolderPredictions, group_col, group_
              n_scored=len(res.predictions), n_skipped=len(res.skipped), input_px=int(b.input_size[0]),
              n_far_size=far_from_input(df, b.input_size[0]),
              guarantee=b.certificate['statement'] if b.certificate else None)   # per image, or per cherry (its unit)
+    s['automation'] = _automation(b, res)
     if per_cherry: s.update(view_tiers=_count_tiers(res.predictions['view_tier']),
                             view_tiers_note="each view against the cherry thresholds alone: not the decision")
     else: s.update(tiers=_count_tiers(res.predictions['tier']), metrics=res.metrics.as_dict() if res.metrics else None)
@@ -930,6 +940,10 @@ def report_text(res: FolderPredictions) -> str:
                                                    "cherry (n_failed in groups.csv)"]
         out += [s['note']] if 'note' in s else []
     if s.get('guarantee'): out += [f"guarantee (per {s['unit']}): {s['guarantee']}"]
+    if s.get('automation'):
+        a = {k: Rate.from_dict(v) for k, v in s['automation'].items() if k.endswith(('share', 'pit_miss'))}
+        out += [f"certified accept share {a['certified_accept_share']} (pit-miss {a['certified_pit_miss']}); oracle "
+                f"(the true {s['automation']['alpha']:g}-quantile of these pits' scores) {a['oracle_accept_share']}"]
     for name, m in (('image', res.metrics), ('cherry' if cherry else s.get('group_col'), res.group_metrics)):
         if m is not None: out += [f"tier metrics per {name} against the truth ({m.n} with pit truth):", metrics_text(m)]
     return '\n'.join(out + [f"wrote {res.out_dir / 'predictions.csv'}" + (

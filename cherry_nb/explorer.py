@@ -17,6 +17,7 @@ from .tiers import (ArgmaxPolicy, Costs, DependentCalibration, GuaranteedTiers, 
                              ProductionPolicy, ThresholdPolicy, TierMetrics, cost_curve, enhanced_two_class,
                              guaranteed_tiers, risk_coverage_figure, score_histogram, tier_metrics)
 from .views import RULES, cherry_scores
+from .automation import accept_shares
 
 # %% auto #0
 __all__ = ['MODES', 'PRESETS', 'NoCalibrationSplit', 'ExplorerState', 'thumbnail_uri', 'plotly_output', 'Explorer', 'explore',
@@ -234,6 +235,14 @@ def table(self: ExplorerState) -> pd.DataFrame:
     return self.metrics().table()
 
 @patch
+def automation(self: ExplorerState) -> dict | None:
+    "Guaranteed mode: the certified accept share of the evaluation split next to the oracle's (`automation`)."
+    if self.mode != 'guaranteed': return None
+    r = self.eval_rows
+    return self._cached('automation', lambda: accept_shares(r.p_pit.to_numpy(), r.y_pit.to_numpy(),
+                                                            self.tiers() == 'accept', self.alpha))
+
+@patch
 def table_html(self: ExplorerState) -> str:
     "The tier table as HTML: headline, then metric / count / rate / 95% CI; or why it cannot be computed."
     e = partial(_html.escape, quote=False)
@@ -250,8 +259,12 @@ def table_html(self: ExplorerState) -> str:
     same = self.mode == 'guaranteed' and self.cal_split == self.eval_split
     warn = (f"<div class='cherry-warning'>calibration and evaluation split are the same ('{e(self.eval_split)}'): "
             "these numbers do not test the guarantee</div>") if same else ''
+    a = self.automation()
+    auto = (f"<div class='cherry-headline'>certified accept share {e(str(a['certified_accept_share']))}; oracle "
+            f"(the true {self.alpha:g}-quantile of these pits' scores) {e(str(a['oracle_accept_share']))}</div>"
+            if a else '')
     table = _format_table(m.table()).to_html(index=False, classes='cherry-table', border=0)
-    return f"{_CSS}<div class='cherry-tier'><div class='cherry-headline'>{head}</div>{warn}{table}</div>"
+    return f"{_CSS}<div class='cherry-tier'><div class='cherry-headline'>{head}</div>{auto}{warn}{table}</div>"
 
 # %% ../nbs/13_explorer.ipynb #f1ace55f
 @patch

@@ -166,6 +166,7 @@ def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
     from cherry_nb.synth import render_dataset, preset_config, config_record, SYNTH_VERSION
     src = sim_folder(cfg)
     want = dict(synth_version=SYNTH_VERSION, config=json.loads(to_json(config_record(preset_config(cfg.preset)))))
+    want['counts'] = {s: PRESETS[cfg.preset][f'n_{s}'] for s in ('train', 'val', 'test')}  # resized: render anew
     have = read_json(src / 'dataset.json') if (src / 'dataset.json').exists() else {}
     if any(have.get(k) != v for k, v in want.items()):      # missing, or rendered by another simulator version
         say(f"rendering simulator data ({cfg.preset}, seed {cfg.data_seed}) into {src}")

@@ -26,6 +26,7 @@ from .recipes import StudyConfig, job_common, stage1_job, stage2_job, mine
 from .runs import set_default_bundle, cherry_ids
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
+from .automation import automation_metrics
 
 # %% auto #0
 __all__ = ['TwoStageConfig', 'pit_truth', 'check_binary_splits', 'collapse_to_binary', 'binary_metrics', 'stage2_effects',
@@ -183,6 +184,9 @@ def measure_two_stage(df, mined, scores: dict, cfg: TwoStageConfig, ts: Temperat
     gv, gt = cherry_ids(dv), cherry_ids(dt)
     out.update(two_stage_tiers(cfg, p1v, yv, p1, q2, y, gv))
     if gt is not None: out.update(cherry_tiers(cfg, p1v, yv, gv, p1, q2, y, gt))
+    views = gv is not None and gt is not None      # the number that matters, per cherry when there are views
+    out['automation'] = automation_metrics(p1v, yv, p1, y, cfg.alpha, cfg.delta,
+                                           *((gv, gt, cfg.rule) if views else ()))
     out['temperature'], out['fit_verdicts'] = ts.to_meta(), fit_verdicts(run)
     out['flags'] = run_flags(out, prior=float(yv.mean()))
     return out

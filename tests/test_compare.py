@@ -37,6 +37,12 @@ def test_compare_workflow(tmp_path):
     rep = (run / 'report.md').read_text()
     assert '## Recommendation' in rep and 'Review rate vs pit-miss rate' in (run / 'report.html').read_text()
     metrics = json.loads((run / 'metrics.json').read_text()); assert 'recommendation' in metrics
+    au = metrics['automation']                       # per method, pooled over the two seeds
+    avail = [m for m in METHODS if any(row['method'] == m and 'pit_miss' in row for row in res['rows'])]
+    assert [a['method'] for a in au['methods']] == avail          # 40 val images: guaranteed 2-class may be unavailable
+    assert au['method'] == ('guaranteed 2-class' if 'guaranteed 2-class' in avail else avail[0])
+    assert all(a['certified_accept_share']['n'] == 80 and a['seeds'] == 2 for a in au['methods'])
+    assert '## Certified Automation (test split)' in rep
     assert res['flags'] == metrics['flags']                  # fit-check flags reach the record the report reads
     if res['flags']: assert 'not learning' in rep and metrics['recommended'] is None
     from cherry_nb.explorer import ExplorerState                         # the explorer opens a comparison run

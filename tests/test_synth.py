@@ -128,10 +128,10 @@ def test_default_difficulty_ambiguity_and_visibility():
 
 def test_presets_counts(tmp_path):
     assert PRESETS['seed-scale'] == dict(n_train=3676, n_val=1226, n_test=1226)
-    assert PRESETS['quick'] == dict(n_train=600, n_val=200, n_test=400)
+    assert PRESETS['quick'] == dict(n_train=600, n_val=600, n_test=400)
     root = render_dataset(tmp_path / 'quick', 'quick', size=16, progress=False)
     df = read_truth(root)
-    assert df.relpath.str.split('/').str[0].value_counts().to_dict() == dict(train=600, val=200, test=400)
+    assert df.relpath.str.split('/').str[0].value_counts().to_dict() == dict(train=600, val=600, test=400)
     assert read_json(root / 'dataset.json')['config']['size'] == 16
     with pytest.raises(ValueError, match='unknown preset'):
         render_dataset(tmp_path / 'x', 'huge', progress=False)

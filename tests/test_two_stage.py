@@ -35,6 +35,9 @@ def test_workflow_end_to_end(tiny, tmp_path):
     assert params['epochs1'] == 1 and params['data'] == str(tiny)
     m = json.loads((run / 'metrics.json').read_text())
     assert m['n'] == {'train': 64, 'val': 40, 'test': 40} and 0 <= m['stage1_best_val_accuracy'] <= 1
+    au = m['automation']                    # the number that matters: 40 val images cannot certify alpha 1%
+    assert au['unit'] == 'image' and not au['certified'] and au['certified_accept_share']['k'] == 0
+    assert au['certified_accept_share']['n'] == 40 and au['oracle_accept_share']['n'] == 40
     moved = sum(row["Moved to 'Maybe'"] for row in m['mining_table'])
     mined = pd.read_csv(run / 'mined_manifest.csv')
     assert moved == int((mined['mined_label'] == 'maybe').sum())
@@ -42,7 +45,7 @@ def test_workflow_end_to_end(tiny, tmp_path):
     lin = verify_lineage(run)
     assert read_artifact_meta(run / 'artifacts' / 'deployed')['parent_hash'] == lin['stage2_hash']
     rep = (run / 'report.md').read_text()
-    for s in ('## Executive Summary', '## Mining Statistics', '## Forgetting and Stage-1 Misses', '## Safety Tiers',
+    for s in ('## Executive Summary', '## Certified Automation', '## Mining Statistics', '## Forgetting and Stage-1 Misses', '## Safety Tiers',
               '## Deployment Recommendation'):
         assert s in rep
     assert ('DEPLOY TO PRODUCTION' in rep) != ('DO NOT DEPLOY' in rep)

@@ -39,6 +39,9 @@ def test_two_stage_with_three_views(tmp_path):
     m = json.loads((run / 'metrics.json').read_text())
     n_test = m['cherry_tiers_test'][0]['pit_miss']['n']
     assert m['unit'].startswith('cherry') and 0 < n_test <= 48
+    au = m['automation']                         # certified and oracle accept share per cherry, not per view
+    assert au['unit'] == 'cherry' and au['rule'] == 'max' and au['certified_pit_miss']['n'] == n_test
+    assert n_test < au['certified_accept_share']['n'] <= 48                  # test cherries, not their views
     rep = (run / 'report.md').read_text()
     assert 'Per cherry' in rep and 'Rates count cherries' in rep
     # the default bundle decides per cherry: new views of new cherries get one tier each
@@ -63,6 +66,9 @@ def test_compare_with_three_views(tmp_path):
     rows = [row for row in res['rows'] if 'pit_miss' in row]
     assert rows and all(row['unit'] == 'cherry (mean of its views)' for row in rows)
     assert all(row['pit_miss']['n'] <= 48 for row in rows)          # cherries, not their 3 views
+    au = json.loads((run / 'metrics.json').read_text())['automation']
+    ns = {a['certified_accept_share']['n'] for a in au['methods']}
+    assert au['unit'] == 'cherry' and len(ns) == 1 and 0 < ns.pop() <= 48      # test cherries, not their views
     assert 'Every rate counts **cherries (mean of its views)**' in (run / 'report.md').read_text()
     from cherry_nb.deploy import load_bundle
     units = {b.name: load_bundle(b).unit for b in (run / 'bundles').iterdir() if b.is_dir()}

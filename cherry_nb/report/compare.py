@@ -13,7 +13,7 @@ from ..compare import METHODS, read_results, recommend, summary_table, compare_f
 from .core import Report, md_table, flags_md, artifacts_table
 
 # %% auto #0
-__all__ = ['methods_md', 'mining_and_forgetting', 'compare_report']
+__all__ = ['methods_md', 'mining_and_forgetting', 'automation_md', 'compare_report']
 
 # %% ../../nbs/12b_report_compare.ipynb #5acda128
 def _table(rows) -> pd.DataFrame:
@@ -39,16 +39,37 @@ def mining_and_forgetting(res: dict) -> tuple:
            "production tiers do not accept.") if res['two_stage'] else ''
     return mining, two
 
+# %% ../../nbs/12b_report_compare.ipynb #40b459eb
+def _pct_seed(t) -> str:
+    m, lo, hi = (float('nan') if v is None else v for v in t)
+    return 'n/a' if m != m else f"{100 * m:.1f}%" + ('' if lo != lo else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
+
+def automation_md(res: dict) -> str:
+    "Per method, best first: certified and oracle accept share (pooled, seed mean), their ratio; and the planner."
+    a = res.get('automation_record') or {}
+    if not a.get('methods'): return 'Not measured: this run predates the automation metrics.'
+    rows = sorted(a['methods'], key=lambda r: -r['certified_accept_share'].rate)
+    t = pd.DataFrame([{'Method': r['method'], 'Certified accept share': str(r['certified_accept_share']),
+                       'Certified (seed mean)': _pct_seed(r['certified_accept_share_seed']),
+                       'Oracle accept share': str(r['oracle_accept_share']),
+                       'Certified / oracle': 'n/a' if r['ratio'] != r['ratio'] else f"{r['ratio']:.0%}",
+                       'Pit-miss of the certified accepts': str(r['certified_pit_miss'])} for r in rows])
+    return (f"Each method's score certified at alpha {a['alpha']:g}, delta {a['delta']:g} on its calibration split "
+            f"(the accept side of the guaranteed tiers), applied to the test split; the oracle accepts below the true "
+            f"{a['alpha']:g}-quantile of the test pit scores (the scorer's limit).\n\n{md_table(t)}\n\n"
+            f"Calibration planner (seed 0, {a.get('method')}): {a.get('planner_line') or 'n/a'}.")
+
 # %% ../../nbs/12b_report_compare.ipynb #8c69e448
 def compare_report(run, figures: bool = True) -> Report:
     "The comparison report of a finished comparison run folder."
     run = RunFolder(run); res = read_results(run); cfg, summary = res['config'], res['summary']
-    best, why = recommend(summary, cfg['safety_target'], res.get('flags'))
+    best, why = recommend(summary, cfg['safety_target'], res.get('flags'), res.get('automation_record'))
     rep = Report('Comparison Report: which method should the plant deploy?',
                  {'Seeds': cfg['seeds'], 'Model': f"{cfg['arch']} at {cfg['image_size']} px, {cfg['epochs']} epochs",
                   'Safety target': f"pit-miss rate <= {cfg['safety_target']:.1%} (upper 95% bound)",
                   'Recommendation': best or 'none meets the target'})
     rep.add('Recommendation', flags_md(res.get('flags')) + why)
+    rep.add('Certified Automation (test split)', automation_md(res))
     unit = next((r.get('unit') for r in res['rows'] if r.get('unit')), 'image')
     units = unit.replace('cherry', 'cherries', 1) if unit.startswith('cherry') else unit + 's'
     rep.add('Results (test split, against truth)', f"Every rate counts **{units}**.\n\n" +

@@ -14,9 +14,9 @@ from .core import (Report, Gate, recommendation, md_table, flags_md, class_rates
                                    reliability_figure, artifacts_table, training_figures, training_table)
 
 # %% auto #0
-__all__ = ['report_rows', 'tier_table', 'two_stage_gates', 'executive_summary', 'methodology', 'mining_md', 'forgetting_md',
-           'tiers_md', 'cherry_tiers_md', 'tier_figures', 'calibration_md', 'training_md', 'calibration_figures',
-           'confusion_md_figs', 'two_stage_report']
+__all__ = ['report_rows', 'tier_table', 'automation_headline', 'automation_md', 'two_stage_gates', 'executive_summary',
+           'methodology', 'mining_md', 'forgetting_md', 'tiers_md', 'cherry_tiers_md', 'tier_figures', 'calibration_md',
+           'training_md', 'calibration_figures', 'confusion_md_figs', 'two_stage_report']
 
 # %% ../../nbs/12a_report_two_stage.ipynb #09708ec0
 def report_rows(records, title: str = 'Class') -> pd.DataFrame:
@@ -31,6 +31,35 @@ def tier_table(tiers) -> pd.DataFrame:
     return pd.DataFrame([{'Policy': t['name'], 'Pit-miss rate': str(t['pit_miss']), 'Review rate': str(t['review']),
                           'False-reject rate': str(t['false_reject']), 'Cost / cherry': round(t['mean_cost'], 3)}
                          for t in tiers])
+
+# %% ../../nbs/12a_report_two_stage.ipynb #1d75d7a0
+def automation_headline(m: dict) -> str:
+    "One sentence: certified and oracle accept share on test (or why nothing is certified), and the planner's line."
+    a = m.get('automation')
+    if not a: return ''
+    what = 'test cherries' if a['unit'] == 'cherry' else 'test images'
+    cert = (f"The guaranteed policy (pit-miss <= {a['alpha']:g} with probability >= {1 - a['delta']:g}, certified "
+            f"on {a['n_cal_pits']} calibration pits) accepts **{a['certified_accept_share']}** of {what} "
+            f"(pit-miss there {a['certified_pit_miss']})" if a['certified'] else
+            f"The guaranteed policy certifies nothing at alpha {a['alpha']:g}, so it accepts "
+            f"**{a['certified_accept_share']}** of {what} ({a['error']})")
+    r = a.get('ratio'); ratio = f"; the certificate keeps {r:.0%} of it" if r is not None and r == r else ''
+    return (f"{cert}. The oracle threshold (the true {a['alpha']:g}-quantile of the test pit scores, the scorer's "
+            f"limit) would accept {a['oracle_accept_share']}{ratio}. Planner: {a['planner_line']}.")
+
+def automation_md(m: dict) -> str:
+    "The certified automation section: the headline and the planner's table (from the validation scores)."
+    a = m.get('automation')
+    if not a: return 'Not measured: this run predates the automation metrics.'
+    rows = [{'Calibration pits': r['n_pits'], 'Calibration misses allowed': r['allowed_misses'] if r['feasible']
+             else 'none: not certifiable', 'Expected certified accept share': f"{100 * r['accept_share']:.1f}%",
+             '10-90% over calibration draws': f"{100 * r['accept_lo']:.1f}-{100 * r['accept_hi']:.1f}%",
+             'Note': ('this run' if r['n_pits'] == a['n_cal_pits'] else '') + (' extrapolated' if r['extrapolated']
+                                                                              else '')} for r in a['planner']]
+    unit = ' Counts are pitted cherries (views aggregated by the rule).' if a['unit'] == 'cherry' else ''
+    return (automation_headline(m) + "\n\nCalibration planner (`cherry-nb plan RUN`): the certified accept share "
+            "expected with more or fewer calibration pits, from this run's validation scores." + unit + "\n\n"
+            + (md_table(pd.DataFrame(rows)) if rows else a['planner_line']))
 
 # %% ../../nbs/12a_report_two_stage.ipynb #1d4888b4
 def two_stage_gates(m: dict, pit_recall_target: float, max_pit_miss: float) -> list:
@@ -49,10 +78,11 @@ def executive_summary(m: dict) -> str:
             + ' and '.join(sorted(void)) + " (see the warnings above). " if void else
             f"Stage 2 reaches **{100 * acc.rate:.2f}% accuracy** on the 3-class mined validation set ({acc}), "
             "the seed report's measure. ")
+    auto = f"\n\n**Certified automation.** {automation_headline(m)}" if m.get('automation') else ''
     out = flags_md(m.get('flags', [])) + head + (
         f"Against the truth on {m['n']['test']} held-out test cherries, stage 2 (collapsed to binary) has pit recall "
         f"{s2['pit_recall']}; production's tiers miss {prod['pit_miss']} of pits and send {prod['review']} of "
-        f"cherries to review.\n\nStage 2 on the mined validation labels (the seed's table):\n\n"
+        f"cherries to review.{auto}\n\nStage 2 on the mined validation labels (the seed's table):\n\n"
         f"{md_table(report_rows(m['stage2_val_mined_report']))}")
     if 'stage2_test_report3' in m:
         out += ("\n\nStage 2 on held-out test images against the annotators' 3-class labels:\n\n"
@@ -184,7 +214,8 @@ def two_stage_report(run, pit_recall_target: float | None = None, max_pit_miss: 
                                                     else max_pit_miss))
     lin = read_artifact_meta(run.artifact('deployed'))['lineage']
     rep = Report(f"Model Report: 2-Stage Robust Training ({c['arch']})", _header(run, m, verdict))
-    rep.add('Executive Summary', executive_summary(m)).add('Methodology', methodology(m))
+    rep.add('Executive Summary', executive_summary(m)).add('Certified Automation', automation_md(m))
+    rep.add('Methodology', methodology(m))
     rep.add('Mining Statistics', mining_md(m)).add('Forgetting and Stage-1 Misses', forgetting_md(m))
     rep.add('Safety Tiers (test set, against truth)', tiers_md(m))
     conf_md, conf_figs = confusion_md_figs(run)
