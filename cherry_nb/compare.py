@@ -81,6 +81,7 @@ class CompareConfig(TrackingConfig, JobsConfig, DataConfig):
         bad = [f"{a} = {getattr(self, a)} must not exceed {b} = {getattr(self, b)}"
                for a, b in (('low', 'high'), ('prod_review', 'prod_reject'), ('review', 'reject'))
                if getattr(self, a) > getattr(self, b)]
+        bad += self.data_problems()                     # e.g. views asked of data that does not group them
         unknown = [m for m in self.method_names() if m not in METHODS]
         if unknown: bad.append(f"methods: unknown {unknown}; registered: {list(METHODS)}")
         if bad: raise ParamError('; '.join(bad))

@@ -31,12 +31,12 @@ from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'GROUP_RULES',
-           'PATTERN_COL', 'VIEW_PATTERN', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
-           'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
-           'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
-           'load_bundle', 'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions',
-           'metrics_text', 'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx',
-           'export_onnx', 'predict_command', 'cherry_stream', 'export_command']
+           'PATTERN_COL', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest', 'tensors_digests',
+           'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of', 'save_bundle',
+           'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle', 'load_bundle',
+           'resolve_bundle', 'read_inputs', 'score_files', 'group_decisions', 'FolderPredictions', 'metrics_text',
+           'report_text', 'predict_folder', 'onnx_props', 'onnx_metadata', 'validate_onnx', 'export_onnx',
+           'predict_command', 'cherry_stream', 'export_command']
 
 # %% ../nbs/16_deploy.ipynb #c21fa600
 BUNDLE_FORMAT, BUNDLE_VERSION = 'cherry_nb.bundle', 1
@@ -631,7 +631,7 @@ def group_decisions(preds: pd.DataFrame,       # per-image predictions with `tie
 
 # %% ../nbs/16_deploy.ipynb #873761c4
 PATTERN_COL = 'cherry'   # the group column that a file-name pattern fills
-VIEW_PATTERN = r'(?P<cherry>[^/]+)_v\d+\.[^/.]+$'   # the default naming of views: <cherry>_v<k>.<ext> (the simulator's)
+from .data import VIEW_PATTERN   # the default naming of views: <cherry>_v<k>.<ext> (the simulator's; `data.manifest`)
 
 def _check_grouping(b: Bundle, group_col, group_rule, group_pattern) -> re.Pattern | None:
     "Refuse a grouping that does not fit the bundle, before any file is read; the compiled pattern (or None)."

@@ -20,8 +20,9 @@ __all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'WORKFLOW_CONFIGS', 'Run
            'read_predictions', 'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'Check',
            'positive', 'at_least', 'unit', 'unit_open', 'one_of', 'satisfies', 'ParamError', 'coerce', 'check_params',
            'config_defaults', 'all_checks', 'config_from', 'config_docs', 'parameters_source', 'DataConfig',
-           'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig', 'score_artifact', 'read_record',
-           'start_attempt', 'end_attempt', 'write_params', 'read_params', 'workflow_config']
+           'no_views_message', 'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig',
+           'score_artifact', 'read_record', 'start_attempt', 'end_attempt', 'write_params', 'read_params',
+           'workflow_config']
 
 # %% ../nbs/06a_runs.ipynb #32092839
 class RunFolder:
@@ -250,6 +251,21 @@ class DataConfig:
     checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
                                   preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES),
                                   view_sampling=one_of('all', 'one'))
+    def __post_init__(self):
+        if bad := self.data_problems(): raise ParamError('; '.join(bad))
+    def wants_views(self) -> bool: return self.views > 1 or self.view_sampling == 'one'
+    def data_problems(self) -> list:
+        "What the data's names and CSV headers show is wrong with these parameters (no image is opened)."
+        if not self.wants_views() or not self.data or not Path(self.data).exists(): return []
+        from cherry_nb.data import views_source
+        return [] if views_source(self.data, self.metadata) else [no_views_message(self, self.data)]
+
+def no_views_message(cfg: DataConfig, src) -> str:
+    "Why `cfg` (several views per cherry) is refused on data `src` that does not group its images into cherries."
+    ask = f"views = {cfg.views}" if cfg.views > 1 else "view_sampling = 'one'"
+    return (f"parameter {ask} needs several views per cherry, but {src} does not say which images are views of one "
+            "cherry: name the files <cherry>_v<k>.<ext>, or give a cherry_id column (in the manifest CSV or in "
+            "-p metadata); views only sets how many views the simulator renders")
 
 # %% ../nbs/06a_runs.ipynb #ca670d6b
 def sim_folder(cfg: DataConfig) -> Path:
@@ -269,18 +285,31 @@ def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
                        clean_as_pit=cfg.clean_as_pit, views=cfg.views, progress=progress, overwrite=bool(have))
     return src
 
+def _whole_cherries(df: pd.DataFrame, src):
+    "Refuse given splits that cut a cherry apart: its views would train and test, or calibrate and test."
+    from cherry_nb.data import check_leakage, DataError
+    leaks = check_leakage(df, 'cherry_id', warn=False).query("kind == 'cherry_id'")
+    if not len(leaks): return
+    k = leaks.key.iloc[0]; where = leaks[leaks.key == k]
+    raise DataError([(src, f"the views of {leaks.key.nunique()} cherries lie in more than one split (e.g. cherry {k}: "
+                           + ', '.join(f"{r} [{s}]" for r, s in zip(where.relpath, where.split)) + "): keep each "
+                           "cherry's views in one split, or leave the splits to the workflow")])
+
 def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     "(manifest, source path) of `cfg.data` (image folder or manifest CSV) or of the simulator preset."
-    from cherry_nb.data import read_manifest, read_image_folder, assign_splits
+    from cherry_nb.data import read_manifest, read_image_folder, assign_splits, add_cherry_ids
     src = Path(cfg.data) if cfg.data else _render_if_needed(cfg, progress)
     kw = dict(metadata=cfg.metadata) if cfg.metadata else {}
     if src.suffix == '.csv': df = read_manifest(src, progress=progress, **kw)
     else: df = read_image_folder(src, progress=progress, **kw)
+    df = add_cherry_ids(df)                                         # <cherry>_v<k> names group views too
     if (df['split'] == '').all():                                   # views of one cherry stay in one split
         df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
-    if cfg.view_sampling == 'one' and cherry_ids(df) is None:
-        raise ParamError(f"parameter view_sampling = 'one' needs several views per cherry (a cherry_id column, "
-                         f"<cherry>_v<k> file names or -p views N); {src} has none")
+    elif cherry_ids(df) is not None: _whole_cherries(df, src)
+    g = cherry_ids(df)
+    if cfg.wants_views() and g is None: raise ParamError(no_views_message(cfg, src))
+    if g is not None: say(f"{len(df)} images of {len(set(g))} cherries (views grouped by {df.attrs['grouping']}): "
+                          "splits, tiers, certificates and bundles are per cherry")
     return df, src
 
 def cherry_ids(df: pd.DataFrame) -> np.ndarray | None:

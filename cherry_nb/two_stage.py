@@ -85,6 +85,7 @@ class TwoStageConfig(TrackingConfig, JobsConfig, DataConfig):
         bad = [f"{a} = {getattr(self, a)} must not exceed {b} = {getattr(self, b)}"
                for a, b in (('low', 'high'), ('prod_review', 'prod_reject'), ('review', 'reject'))
                if getattr(self, a) > getattr(self, b)]
+        bad += self.data_problems()                     # e.g. views asked of data that does not group them
         if bad: raise ParamError('; '.join(bad))
     def mining(self) -> MiningConfig: return MiningConfig(self.low, self.high, self.mining_mode, self.folds)
     def train(self, stage: int) -> dict:
