@@ -331,9 +331,12 @@ class JobsConfig:
     ray_address: str = ''            # '' a local Ray when workers is not 1; 'auto' or 'ray://HEAD:10001' a cluster
     cpus_per_job: float = 0.0        # CPUs (torch threads) per job; 0: this machine's thread count (1 CPU on Ray)
     gpus_per_job: float = 0.0        # GPUs per job on Ray; 0.25 packs four small jobs on one GPU
+    fit_check: bool = True           # stop a job that learns nothing (stuck, train loss not falling; never stage 2)
+    fit_check_epochs: int = 10       # the earliest epoch at which the fit check may stop a job
     checks: ClassVar[dict] = dict(device=satisfies(_device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
                                   amp=Check(choices=('auto', 'bf16', 'fp16'), extra=(True, False)),
-                                  workers=at_least(0), cpus_per_job=at_least(0), gpus_per_job=at_least(0))
+                                  workers=at_least(0), cpus_per_job=at_least(0), gpus_per_job=at_least(0),
+                                  fit_check_epochs=at_least(1))
     def job_options(self) -> dict:
         "Keyword arguments of `jobs.run_jobs` for these settings."
         return dict(workers=self.workers, ray_address=self.ray_address, cpus_per_job=self.cpus_per_job,
@@ -346,7 +349,8 @@ class JobsConfig:
         "`TrainConfig` fields of one job."
         from cherry_nb.train import TrainConfig
         return dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=self.device, amp=self.amp,
-                    compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4))
+                    compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4),
+                    fit_check=self.fit_check, fit_check_epochs=self.fit_check_epochs)
 
 # %% ../nbs/06a_runs.ipynb #0bbc0907
 @dataclass

@@ -724,9 +724,9 @@ class NotLearning(RuntimeError):
 def _job_uses(l) -> dict:
     "What a run already uses, for `fit_advice`: its learning rate (found or given), weights, augmentation."
     d = l.get_cb(DeviceCB); aug = getattr(d, 'aug', None) if d is not None else None
+    if aug is None or aug is getattr(d, 'eval_tf', None): aug = None           # no augmentation in training
     return dict(lr=getattr(getattr(l, 'cfg', None), 'lr', None), lr_found='lr_find' in l.records,
-                pretrained=getattr(l.model, 'pretrained_source', None),
-                aug=getattr(aug, 'preset', None) if aug is not None and aug is not getattr(d, 'eval_tf', None) else None)
+                pretrained=getattr(l.model, 'pretrained_source', None), aug=getattr(aug, 'preset', None))
 
 class FitCheckCB(Callback):
     "From epoch `epochs` on, stop with `NotLearning` once the run is stuck and its train loss is not clearly falling."

@@ -30,8 +30,9 @@ from .tiers import DependentCalibration, tier_metrics
 __all__ = ['PRETRAINED', 'TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits',
            'collapse_to_binary', 'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions',
            'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers',
-           'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags', 'deploy_artifact', 'verify_lineage',
-           'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
+           'calibration_flags', 'fit_verdicts', 'fit_flags', 'stage2_failed', 'run_flags', 'deploy_artifact',
+           'verify_lineage', 'write_bundles', 'default_bundle', 'cherry_bundles', 'TwoStageResult', 'train_two_stage',
+           'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 def _is_timm_model(name: str) -> bool:
@@ -106,9 +107,9 @@ def stage1_job(common: dict, train: dict, name: str = 'stage1', manifest: str = 
 
 def stage2_job(common: dict, train: dict, name: str = 'stage2', manifest: str = 'mined_manifest.csv',
                init_from: str = 'stage1', trainable: str = 'head', n_stages: int = 1, replay: float = 0.0) -> TrainJob:
-    "The 3-class stage-2 job on mined labels, fine-tuned from `init_from` (`trainable`: head, last_stages, full)."
+    "The 3-class stage-2 job on mined labels, fine-tuned from `init_from`; the fit check never stops it (a finding)."
     return TrainJob(name, manifest, label_col='mined_label', classes=CLASSES_3, init_from=init_from,
-                    trainable=trainable, n_stages=n_stages, replay=replay, train=train, **common)
+                    trainable=trainable, n_stages=n_stages, replay=replay, train=dict(train, fit_check=False), **common)
 
 # %% ../nbs/08_two_stage.ipynb #8cfc3b90
 def pit_truth(df: pd.DataFrame) -> np.ndarray:
@@ -284,9 +285,22 @@ def fit_verdicts(run) -> dict:
     return out
 
 def fit_flags(verdicts: dict) -> list:
-    "A 'not learning' flag for every job whose model learned nothing (its numbers are not results)."
+    "A 'not learning' flag for every job whose model learned nothing (its numbers are not results); stage 2's first."
+    if stage2_failed(verdicts):
+        v = verdicts['stage2']
+        msg = f"stage 2 learned nothing after a stage 1 that learned: {v['reason']}"
+        first = [dict(kind='not learning', message=msg +
+                      ". Stage 2's numbers and bundles (production, stage2-argmax) are not results; stage 1, its "
+                      "calibration and its bundles (enhanced, guaranteed) stay usable, and the default bundle is one "
+                      "of them")]
+        return first + fit_flags({k: x for k, x in verdicts.items() if k != 'stage2'})
     return [dict(kind='not learning', message=f"job {k} learned nothing: {v['reason']}")
             for k, v in verdicts.items() if v.get('learned') is False]
+
+def stage2_failed(verdicts: dict) -> bool:
+    "Whether stage 2 learned nothing (`fit_verdict`) while stage 1 did not fail."
+    return (verdicts.get('stage2') or {}).get('learned') is False and \
+        (verdicts.get('stage1') or {}).get('learned') is not False
 
 def run_flags(metrics: dict, prior: float, max_moved: float = 0.5) -> list:
     "Everything in a two-stage run's metrics that makes a headline number meaningless."
@@ -351,10 +365,17 @@ def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: d
                                   dict(temperature=ts, calibration=cal)))
     if cherry_ids(dv) is not None: out += cherry_bundles(run, cfg, ts, p1v, yv, cherry_ids(dv), cal)
     for name, model, policy, method, extra in out: save_bundle(run.bundle(name), model, policy, method, **extra, **kw)
-    grouped = cherry_ids(dv) is not None
-    set_default_bundle(run, 'cherry-production' if grouped else 'production', "what the seed deploys: stage 2 with "
-                       "production's mapping" + (f", per cherry ({cfg.rule} of its views)" if grouped else ''))
-    return [o[0] for o in out]
+    names = [o[0] for o in out]
+    set_default_bundle(run, *default_bundle(names, cfg, cherry_ids(dv) is not None, stage2_failed(fit_verdicts(run))))
+    return names
+
+def default_bundle(names: list, cfg: TwoStageConfig, grouped: bool, s2_failed: bool) -> tuple:
+    "(name, why) of the default bundle: what the seed deploys, or stage 1's best when stage 2 learned nothing."
+    pre, each = ('cherry-', f", per cherry ({cfg.rule} of its views)") if grouped else ('', '')
+    if not s2_failed: return pre + 'production', "what the seed deploys: stage 2 with production's mapping" + each
+    name = next(pre + n for n in ('guaranteed', 'enhanced') if pre + n in names)
+    return name, f"stage 2 learned nothing: calibrated stage 1, {name.removeprefix(pre)} 2-class{each}"
+
 
 def cherry_bundles(run: RunFolder, cfg: TwoStageConfig, ts, p1v, yv, gv, cal: dict) -> list:
     "With several views per cherry: production, enhanced and (when it can be certified) guaranteed, per cherry."

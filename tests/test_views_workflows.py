@@ -72,7 +72,7 @@ def test_compare_with_three_views(tmp_path):
 # A user's folder of views: `<label>/<cherry>_v<k>.png`, no split folders and no metadata: only the file names say which
 # images are views of one cherry (issue 22). Both workflows must group by them exactly as by a `cherry_id` column.
 NAMED = ['-p', 'arch', 'test_resnet', '-p', 'image_size', '32', '-p', 'aug', 'none', '-p', 'batch_size', '32',
-         '-p', 'alpha', '0.2', '-p', 'delta', '0.2']
+         '-p', 'alpha', '0.2', '-p', 'delta', '0.2', '-p', 'beta', '0.2']
 
 
 def named_folder(tmp_path) -> Path:
