@@ -29,7 +29,7 @@ __all__ = ['EVENTS', 'NO_WEIGHT_DECAY', 'NOT_IN_RESUME_KEY', 'TrainConfig', 'Can
            'set_rng_state', 'resume_key', 'CheckpointCB', 'ProgressCB', 'epoch_line', 'ProgressLinesCB',
            'constant_loss', 'fit_verdict', 'loss_trend', 'fit_check_decision', 'fit_advice', 'not_learning_message',
            'NotLearning', 'FitCheckCB', 'resolve_auto', 'default_callbacks', 'as_loader', 'fit', 'plot_history',
-           'LRFinderCB', 'smooth_losses', 'suggest_lr', 'LRFindResult', 'plot_lr_find', 'lr_find']
+           'LRFinderCB', 'smooth_losses', 'suggest_lr', 'LRFindResult', 'lr_find_summary', 'plot_lr_find', 'lr_find']
 
 # %% ../nbs/05_train.ipynb #4944c2c2
 @dataclass
@@ -916,6 +916,15 @@ class LRFindResult:
     def to_dict(self) -> dict: return asdict(self)
     def plot(self): return plot_lr_find(self)
 
+def lr_find_summary(res) -> str:   # an `LRFindResult` or its dict (e.g. `learn.records['lr_find']`)
+    "One line: the sweep's suggestion and its rule, or the rate it fell back to and why."
+    r = res.to_dict() if isinstance(res, LRFindResult) else dict(res)
+    how = f"{len(r['lrs'])}-step sweep, ended by {r['stopped']}"
+    if r['descended']:
+        return f"lr_find ({how}): loss lowest at lr {r['at_min']:.2g}, using lr {r['lr']:.2g} ({r['rule']})"
+    return (f"lr_find ({how}): the loss did not fall at any rate, so it fell back to lr {r['lr']:.2g} ({r['rule']}); "
+            "the model cannot learn this data that fast (pretrained weights may help)")
+
 def plot_lr_find(res) -> 'go.Figure':   # an `LRFindResult` or its dict
     "Loss vs learning rate (log axis): raw losses, the smoothed curve, its minimum and the suggestion."
     import plotly.graph_objects as go
@@ -962,7 +971,5 @@ def lr_find(model: nn.Module,           # the model to train (left exactly as it
         warnings.warn(f"{name + ': ' if name else ''}lr_find: the loss did not fall during the {len(res.lrs)}-step "
                       f"sweep at any rate (the model cannot learn this data that fast); using lr={res.lr:.2g}. "
                       f"Pretrained weights may help.")
-    if progress:
-        tqdm.write(f"{name + '  ' if name else ''}lr_find  {len(res.lrs)} steps ({res.stopped}), loss lowest at lr "
-                   f"{res.at_min:.2g}: suggestion {res.lr:.2g} ({res.rule})", file=sys.stdout); sys.stdout.flush()
+    if progress: tqdm.write(f"{name + '  ' if name else ''}{lr_find_summary(res)}", file=sys.stdout); sys.stdout.flush()
     return res

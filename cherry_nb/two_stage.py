@@ -22,6 +22,7 @@ from .mining import MiningConfig, MINING_MODES, mine, mining_table, mining_truth
 from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enhanced_two_class, evaluate_policy,
                              guaranteed_tiers, InsufficientCalibration)
 from .jobs import TrainJob, run_jobs
+from .train import lr_find_summary
 from .runs import set_default_bundle, cherry_ids
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
@@ -30,9 +31,9 @@ from .tiers import DependentCalibration, tier_metrics
 __all__ = ['PRETRAINED', 'TwoStageConfig', 'job_common', 'stage1_job', 'stage2_job', 'pit_truth', 'check_binary_splits',
            'collapse_to_binary', 'binary_metrics', 'stage2_effects', 'score_stages', 'stage_predictions',
            'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers', 'measure_two_stage', 'cherry_tiers',
-           'calibration_flags', 'fit_verdicts', 'fit_flags', 'stage2_failed', 'run_flags', 'deploy_artifact',
-           'verify_lineage', 'write_bundles', 'default_bundle', 'cherry_bundles', 'TwoStageResult', 'train_two_stage',
-           'run_two_stage']
+           'calibration_flags', 'job_records', 'fit_verdicts', 'fit_flags', 'stage2_failed', 'run_flags',
+           'deploy_artifact', 'verify_lineage', 'write_bundles', 'default_bundle', 'cherry_bundles', 'TwoStageResult',
+           'train_two_stage', 'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 def _is_timm_model(name: str) -> bool:
@@ -237,6 +238,7 @@ def measure_two_stage(df, mined, scores: dict, cfg: TwoStageConfig, ts: Temperat
     out.update(two_stage_tiers(cfg, p1v, yv, p1, q2, y, gv))
     if gt is not None: out.update(cherry_tiers(cfg, p1v, yv, gv, p1, q2, y, gt))
     out['temperature'], out['fit_verdicts'] = ts.to_meta(), fit_verdicts(run)
+    out['lr_find'] = {k: lr_find_summary(v) for k, v in job_records(run, 'lr_find').items()}   # -p lr1 find
     out['flags'] = run_flags(out, prior=float(yv.mean()))
     return out
 
@@ -276,13 +278,17 @@ def calibration_flags(ts: dict, prior: float, bounds=(0.01, 100.0), margin: floa
                         "nothing"))
     return out
 
-def fit_verdicts(run) -> dict:
-    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by job: 'stage1', 'seed0/binary', ..."
+def job_records(run, key: str) -> dict:
+    "One record (e.g. 'fit_verdict', 'lr_find') of each job's artifact metrics, by job: 'stage1', 'seed0/binary', ..."
     root, out = RunFolder(run).root, {}
     for p in sorted(root.glob('**/artifacts/*.json')):
-        m = read_json(p); v = (m.get('metrics') or {}).get('fit_verdict') if isinstance(m, dict) else None
+        m = read_json(p); v = (m.get('metrics') or {}).get(key) if isinstance(m, dict) else None
         if v is not None: out[str((p.parent.parent / p.stem).relative_to(root))] = v
     return out
+
+def fit_verdicts(run) -> dict:
+    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by job: 'stage1', 'seed0/binary', ..."
+    return job_records(run, 'fit_verdict')
 
 def fit_flags(verdicts: dict) -> list:
     "A 'not learning' flag for every job whose model learned nothing (its numbers are not results); stage 2's first."
