@@ -245,7 +245,7 @@ class DataConfig:
     data_root: str = 'data'          # where simulator data is rendered (reused when already there)
     pit_as_clean: float = 0.0        # simulator annotator noise: share of true pits labelled clean
     clean_as_pit: float = 0.0        # simulator annotator noise: share of clean cherries labelled pit
-    views: int = 1                   # simulator: images per cherry, each a new rotation, offset, light and blur
+    views: int = 1                   # images per cherry (simulator); data: grouped by <cherry>_v<k> names or cherry_id
     rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
     view_sampling: str = 'all'       # several views per cherry: train on 'all' views each epoch, or 'one' per cherry
     checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
