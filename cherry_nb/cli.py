@@ -414,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/15_cli.ipynb #43472828
-COMMAND_PLUGINS = ('sweep',)   # subcommands whose handler a module above the CLI plugs in (settings.ini command_plugins)
+COMMAND_PLUGINS = ('sweep',)   # subcommands a module above the CLI plugs in (settings.ini command_plugins)
 
 def plugin_command(name: str):
     "The handler of subcommand `name`, from the `cherry_nb.commands` entry points (installed with the package)."

@@ -64,6 +64,7 @@ class CompareConfig(StudyConfig):
                                   matched_pit_miss=unit())
     def __post_init__(self):
         bad = order_problems(self)
+        bad += self.data_problems()                     # e.g. views asked of data that does not group them
         unknown = [m for m in self.method_names() if m not in METHODS]
         if unknown: bad.append(f"methods: unknown {unknown}; registered: {list(METHODS)}")
         if bad: raise ParamError('; '.join(bad))

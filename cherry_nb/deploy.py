@@ -33,10 +33,10 @@ from .data import (IMAGE_EXTS, SPLITS, DataWarning, load_image, probe_image, to_
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'ENGINES',
-           'GROUP_RULES', 'PATTERN_COL', 'VIEW_PATTERN', 'FAR_SIZE', 'ONNX_TOL', 'canonical_json', 'leaf_digests',
-           'tensor_digest', 'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of',
-           'certificate_of', 'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input',
-           'Bundle', 'load_bundle', 'check_pinned', 'read_signature', 'check_signed', 'sign_bundle', 'resolve_bundle',
+           'GROUP_RULES', 'PATTERN_COL', 'FAR_SIZE', 'ONNX_TOL', 'canonical_json', 'leaf_digests', 'tensor_digest',
+           'tensors_digests', 'total_digest', 'preprocess_of', 'calibration_of', 'policy_of', 'certificate_of',
+           'save_bundle', 'BundleError', 'verify_bundle', 'DecisionModule', 'Scores', 'load_input', 'Bundle',
+           'load_bundle', 'check_pinned', 'read_signature', 'check_signed', 'sign_bundle', 'resolve_bundle',
            'NothingToScore', 'read_inputs', 'torch_runner', 'resolve_engine', 'scorer', 'score_files',
            'group_decisions', 'FolderPredictions', 'far_from_input', 'metrics_text', 'report_text', 'predict_folder',
            'onnx_props', 'onnx_metadata', 'cherry_aggregate', 'CherryDecisionModule', 'ort_session', 'validate_onnx',
@@ -713,7 +713,7 @@ def group_decisions(preds: pd.DataFrame,       # per-image predictions with `tie
 
 # %% ../nbs/16_deploy.ipynb #873761c4
 PATTERN_COL = 'cherry'   # the group column that a file-name pattern fills
-VIEW_PATTERN = r'(?P<cherry>[^/]+)_v\d+\.[^/.]+$'   # the default naming of views: <cherry>_v<k>.<ext> (the simulator's)
+from .data import VIEW_PATTERN   # the default naming of views: <cherry>_v<k>.<ext> (the simulator's; `data.manifest`)
 
 def _check_grouping(b: Bundle, group_col, group_rule, group_pattern) -> re.Pattern | None:
     "Refuse a grouping that does not fit the bundle, before any file is read; the compiled pattern (or None)."

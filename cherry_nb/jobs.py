@@ -14,7 +14,7 @@ from .data import CachedImageDataset, make_loader, read_manifest, save_manifest,
 from .augment import FieldSimulator
 from .models import (DEFAULT_ARCH, create_model, grow_head, set_trainable, save_artifact, load_artifact,
                               read_artifact_meta, artifact_paths)
-from .train import TrainConfig, Callback, fit
+from .train import TrainConfig, Callback, fit, lr_find_summary
 import cherry_nb.weights   # registers the named weight sources a job's `pretrained` may name
 
 # %% auto #0
@@ -154,6 +154,7 @@ class JobLineCB(Callback):
     def before_fit(self):
         l = self.learn
         if l.start_epoch: self.say(f"resumed from its checkpoint after {l.start_epoch} of {l.n_epoch} epochs")
+        if 'lr_find' in l.records: self.say(lr_find_summary(l.records['lr_find']))   # what the sweep chose, and why
     def after_epoch(self):
         l = self.learn
         m = ' '.join(f"{k} {v:.4g}" for k, v in l.metrics.items() if k != 'epoch' and isinstance(v, float))

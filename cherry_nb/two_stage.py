@@ -23,6 +23,7 @@ from .tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enhanced_tw
                              guaranteed_tiers, InsufficientCalibration)
 from .jobs import run_jobs
 from .recipes import StudyConfig, job_common, stage1_job, stage2_job, mine
+from .train import lr_find_summary
 from .runs import set_default_bundle, cherry_ids
 from .views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from .tiers import DependentCalibration, tier_metrics
@@ -31,9 +32,9 @@ from .automation import automation_metrics
 # %% auto #0
 __all__ = ['TwoStageConfig', 'pit_truth', 'check_binary_splits', 'collapse_to_binary', 'binary_metrics', 'stage2_effects',
            'score_stages', 'stage_predictions', 'guaranteed_on', 'two_stage_tiers', 'seed_numbers', 'mining_numbers',
-           'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'fit_verdicts', 'fit_flags', 'run_flags',
-           'deploy_artifact', 'verify_lineage', 'write_bundles', 'cherry_bundles', 'TwoStageResult', 'train_two_stage',
-           'run_two_stage']
+           'measure_two_stage', 'cherry_tiers', 'calibration_flags', 'job_records', 'fit_verdicts', 'fit_flags',
+           'stage2_failed', 'run_flags', 'deploy_artifact', 'verify_lineage', 'write_bundles', 'default_bundle',
+           'cherry_bundles', 'TwoStageResult', 'train_two_stage', 'run_two_stage']
 
 # %% ../nbs/08_two_stage.ipynb #d52fea23
 @dataclass
@@ -188,6 +189,7 @@ def measure_two_stage(df, mined, scores: dict, cfg: TwoStageConfig, ts: Temperat
     out['automation'] = automation_metrics(p1v, yv, p1, y, cfg.alpha, cfg.delta,
                                            *((gv, gt, cfg.rule) if views else ()))
     out['temperature'], out['fit_verdicts'] = ts.to_meta(), fit_verdicts(run)
+    out['lr_find'] = {k: lr_find_summary(v) for k, v in job_records(run, 'lr_find').items()}   # -p lr1 find
     out['flags'] = run_flags(out, prior=float(yv.mean()))
     return out
 
@@ -227,18 +229,35 @@ def calibration_flags(ts: dict, prior: float, bounds=(0.01, 100.0), margin: floa
                         "nothing"))
     return out
 
-def fit_verdicts(run) -> dict:
-    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by job: 'stage1', 'seed0/binary', ..."
+def job_records(run, key: str) -> dict:
+    "One record (e.g. 'fit_verdict', 'lr_find') of each job's artifact metrics, by job: 'stage1', 'seed0/binary', ..."
     root, out = RunFolder(run).root, {}
     for p in sorted(root.glob('**/artifacts/*.json')):
-        m = read_json(p); v = (m.get('metrics') or {}).get('fit_verdict') if isinstance(m, dict) else None
+        m = read_json(p); v = (m.get('metrics') or {}).get(key) if isinstance(m, dict) else None
         if v is not None: out[str((p.parent.parent / p.stem).relative_to(root))] = v
     return out
 
+def fit_verdicts(run) -> dict:
+    "Each job's fit check (`train.fit_verdict`, kept in its artifact) by job: 'stage1', 'seed0/binary', ..."
+    return job_records(run, 'fit_verdict')
+
 def fit_flags(verdicts: dict) -> list:
-    "A 'not learning' flag for every job whose model learned nothing (its numbers are not results)."
+    "A 'not learning' flag for every job whose model learned nothing (its numbers are not results); stage 2's first."
+    if stage2_failed(verdicts):
+        v = verdicts['stage2']
+        msg = f"stage 2 learned nothing after a stage 1 that learned: {v['reason']}"
+        first = [dict(kind='not learning', message=msg +
+                      ". Stage 2's numbers and bundles (production, stage2-argmax) are not results; stage 1, its "
+                      "calibration and its bundles (enhanced, guaranteed) stay usable, and the default bundle is one "
+                      "of them")]
+        return first + fit_flags({k: x for k, x in verdicts.items() if k != 'stage2'})
     return [dict(kind='not learning', message=f"job {k} learned nothing: {v['reason']}")
             for k, v in verdicts.items() if v.get('learned') is False]
+
+def stage2_failed(verdicts: dict) -> bool:
+    "Whether stage 2 learned nothing (`fit_verdict`) while stage 1 did not fail."
+    return (verdicts.get('stage2') or {}).get('learned') is False and \
+        (verdicts.get('stage1') or {}).get('learned') is not False
 
 def run_flags(metrics: dict, prior: float, max_moved: float = 0.5) -> list:
     "Everything in a two-stage run's metrics that makes a headline number meaningless."
@@ -304,10 +323,17 @@ def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: d
                                   dict(temperature=ts, calibration=cal)))
     if cherry_ids(dv) is not None: out += cherry_bundles(run, cfg, ts, p1v, yv, cherry_ids(dv), cal, cal2)
     for name, model, policy, method, extra in out: save_bundle(run.bundle(name), model, policy, method, **extra, **kw)
-    grouped = cherry_ids(dv) is not None
-    set_default_bundle(run, 'cherry-production' if grouped else 'production', "what the seed deploys: stage 2 with "
-                       "production's mapping" + (f", per cherry ({cfg.rule} of its views)" if grouped else ''))
-    return [o[0] for o in out]
+    names = [o[0] for o in out]
+    set_default_bundle(run, *default_bundle(names, cfg, cherry_ids(dv) is not None, stage2_failed(fit_verdicts(run))))
+    return names
+
+def default_bundle(names: list, cfg: TwoStageConfig, grouped: bool, s2_failed: bool) -> tuple:
+    "(name, why) of the default bundle: what the seed deploys, or stage 1's best when stage 2 learned nothing."
+    pre, each = ('cherry-', f", per cherry ({cfg.rule} of its views)") if grouped else ('', '')
+    if not s2_failed: return pre + 'production', "what the seed deploys: stage 2 with production's mapping" + each
+    name = next(pre + n for n in ('guaranteed', 'enhanced') if pre + n in names)
+    return name, f"stage 2 learned nothing: calibrated stage 1, {name.removeprefix(pre)} 2-class{each}"
+
 
 def cherry_bundles(run: RunFolder, cfg: TwoStageConfig, ts, p1v, yv, gv, cal: dict, cal2: dict) -> list:
     "With several views per cherry: production, enhanced and (when it can be certified) guaranteed, per cherry."

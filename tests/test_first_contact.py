@@ -1,7 +1,7 @@
 """First contact with `cherry-nb`, as a new user meets it: every case runs the console command as a subprocess and
 checks its exit code and message (issue: progress you can see, the real error, parameters checked before anything
 runs, run records that tell the truth, any metadata CSV, honest reports)."""
-import json, os, shutil, signal, subprocess, sys, time
+import re, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import nbformat, numpy as np, pandas as pd, pytest
@@ -170,13 +170,15 @@ def _shuffled_folder(src: Path, dst: Path, seed: int = 0) -> Path:
 
 @pytest.mark.slow
 def test_fit_check_stops_a_workflow_that_learns_nothing(tmp_path):
-    """Labels shuffled at random: stage 1 cannot learn; the fit check stops the run after five epochs with its
-    message, the run is recorded as failed with that message, and no report with a headline is written."""
+    """Labels shuffled at random: stage 1 cannot learn; the fit check (from epoch `-p fit_check_epochs 4` on) stops
+    the run once its train loss has stopped falling, with its message; the run is recorded as failed with that
+    message, and no report with a headline is written."""
     data = _shuffled_folder(tiny_sim(n_train=48, n_val=24, n_test=16), tmp_path / 'data')
-    r = cli('run', 'two-stage', '-p', 'data', data, *TINY, '-p', 'epochs1', '8', '--runs-dir', tmp_path / 'runs',
-            cwd=tmp_path, timeout=900)
+    r = cli('run', 'two-stage', '-p', 'data', data, *TINY, '-p', 'epochs1', '12', '-p', 'fit_check_epochs', '4',
+            '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=900)
     assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
-    assert 'NotLearning' in r.stderr and 'not learning after 5 epochs' in r.stderr
+    n = int(re.search(r'not learning after (\d+) epochs', r.stderr).group(1))
+    assert 'NotLearning' in r.stderr and 4 <= n < 12 and 'fit_check_epochs, now 4' in r.stderr
     assert 'Try: a lower learning' in r.stderr
     run = next((tmp_path / 'runs').iterdir())
     rec = json.loads((run / 'run.json').read_text())

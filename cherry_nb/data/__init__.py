@@ -1,4 +1,4 @@
-"""The data layer: image files (`images`), manifests and splits (`manifest`), the cached loader (`loader`), the labels CSV (`labels`).
+"""The data layer: image files (`images`), manifests and splits (`manifest`), the loader (`loader`), labels (`labels`).
 
 Written by hand (nbdev exports the four modules, not this file): it re-exports their public names, so that
 `from cherry_nb.data import X` works for every X of the four."""

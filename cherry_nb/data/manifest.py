@@ -17,8 +17,9 @@ from .images import *
 from .images import _show, _probe_all
 
 # %% auto #0
-__all__ = ['MANIFEST_COLS', 'META_KEYS', 'LeakageWarning', 'check_leakage', 'read_image_folder', 'save_manifest', 'read_manifest',
-           'manifest_hash', 'assign_splits', 'SplitError', 'check_splits']
+__all__ = ['MANIFEST_COLS', 'META_KEYS', 'VIEW_PATTERN', 'BY_NAMES', 'LeakageWarning', 'check_leakage', 'read_image_folder',
+           'save_manifest', 'read_manifest', 'manifest_hash', 'assign_splits', 'view_names', 'add_cherry_ids',
+           'views_source', 'SplitError', 'check_splits']
 
 # %% ../../nbs/01b_data.manifest.ipynb #6be71055
 MANIFEST_COLS = ('path', 'relpath', 'label', 'split', 'sha256', 'width', 'height', 'mode')  # core columns, in order
@@ -369,6 +370,46 @@ def assign_splits(df: pd.DataFrame,
             split_of.update(dict.fromkeys(comps[a:b].tolist(), name))
     out['split'] = [split_of[c] for c in comp]
     return out
+
+# %% ../../nbs/01b_data.manifest.ipynb #2e58cd01
+VIEW_PATTERN = r'(?P<cherry>[^/]+)_v\d+\.[^/.]+$'   # the naming of views: <cherry>_v<k>.<ext> (the simulator's)
+BY_NAMES = 'file names <cherry>_v<k>'                # how `add_cherry_ids` says it grouped the views
+
+def view_names(relpaths) -> pd.Series | None:
+    "The cherry of every file when each is named <cherry>_v<k>.<ext> (`VIEW_PATTERN`), else None."
+    key = pd.Series(list(relpaths), dtype=object).astype(str).str.extract(VIEW_PATTERN)['cherry']
+    return None if not len(key) or key.isna().any() else key
+
+def add_cherry_ids(df: pd.DataFrame, col: str = 'cherry_id') -> pd.DataFrame:
+    "`df` with `col` from <cherry>_v<k> file names when it has no such column; `attrs['grouping']` says how."
+    if col in df.columns: df.attrs['grouping'] = f"column {col!r}"; return df
+    key = view_names(df['relpath']) if 'relpath' in df.columns else None
+    if key is None:
+        some = pd.Series(df.get('relpath', []), dtype=object).astype(str).str.extract(VIEW_PATTERN)['cherry']
+        if some.notna().any() and some.dropna().duplicated().any():
+            warnings.warn(f"{int(some.notna().sum())} of {len(df)} files are named <cherry>_v<k> but "
+                          f"{int(some.isna().sum())} are not (e.g. {df.relpath[some.isna()].iloc[0]}): no views are "
+                          f"grouped by name; name every file so, or give a {col!r} column", DataWarning, stacklevel=2)
+        df.attrs['grouping'] = None; return df
+    out = df.assign(**{col: key.to_numpy()}); out.attrs = {**df.attrs, 'grouping': BY_NAMES}
+    return out
+
+def views_source(data,                  # an image folder or a manifest CSV
+                 metadata: str | None = '', # its metadata CSV ('': metadata.csv of a folder; None: none)
+                ) -> str | None:
+    "How `data` groups several views per cherry (a `cherry_id` column, or file names), or None; opens no image."
+    p, several = Path(data).expanduser(), lambda ids: ids is not None and bool(pd.Series(ids).duplicated().any())
+    if p.suffix.lower() == '.csv':
+        m, base = _read_csv(p, dtype=str), p.parent
+        if several(m.get('cherry_id')): return f"column 'cherry_id' of {p.name}"
+        names = m['relpath'] if 'relpath' in m.columns else m['path'] if 'path' in m.columns else []
+        metadata = None if metadata == '' else metadata       # a manifest joins no metadata unless told to
+    else: base, names = p, [r['relpath'] for r in scan_folder(p, labels='auto').records]
+    if several(view_names(names)): return BY_NAMES
+    try: mp = _metadata_path(metadata, base)
+    except FileNotFoundError: return None
+    if mp is None or 'cherry_id' not in pd.read_csv(mp, nrows=0).columns: return None
+    return f"column 'cherry_id' of {mp.name}" if several(pd.read_csv(mp, usecols=['cherry_id']).cherry_id) else None
 
 # %% ../../nbs/01b_data.manifest.ipynb #66921a72
 class SplitError(DataError):

@@ -25,10 +25,16 @@ def methods_md(res: dict) -> str:
     lines = [f"- **{m}**: {(METHODS[m].__doc__ or '').strip() if m in METHODS else 'not registered here'}"
              for m in res.get('methods', list(METHODS))]
     g = [x for x in res.get('guaranteed', []) if x]
-    if g: lines.append("\nGuaranteed thresholds per seed: " + '; '.join(
-        x.get('note') or x.get('error') or
-        f"accept < {x['accept_threshold']:.3f}, reject >= {x['reject_threshold']:.3f}" for x in g))
+    if g: lines.append("\nGuaranteed thresholds per seed: " + '; '.join(map(_guarantee_note, g)))
     return '\n'.join(lines)
+
+def _guarantee_note(x: dict) -> str:
+    "One seed's certified thresholds (per image, or per cherry: a `views.CherryGuarantee`), or why there are none."
+    if x.get('note') or x.get('error'): return x.get('note') or x['error']
+    per_cherry = x.get('unit') == 'cherry'
+    t = x['certificate'] if per_cherry else x
+    each = f" per cherry ({x['rule']} of its views; {x['n_cherries']} calibration cherries)" if per_cherry else ''
+    return f"accept < {t['accept_threshold']:.3f}, reject >= {t['reject_threshold']:.3f}{each}"
 
 def mining_and_forgetting(res: dict) -> tuple:
     "(mining Markdown, two-stage Markdown); empty when the run had no two-stage method."

@@ -107,7 +107,8 @@ def methodology(m: dict) -> str:
             + (f", replaying {c['replay']:.0%} of stage-1 examples" if c['replay'] else '')
             + f". Final accuracy on mined validation labels: **{100 * acc.rate:.2f}%**.\n"
             f"4. **Production mapping:** p(pit) >= {c['prod_reject']} reject, >= {c['prod_review']} review, "
-            "else accept.")
+            "else accept." + ''.join(f"\n\n*Learning rate of {job}:* {line}."
+                                        for job, line in m.get('lr_find', {}).items()))
 
 def mining_md(m: dict) -> str:
     "The seed's mining table and, on simulator data, what the moved images really are."
