@@ -130,35 +130,3 @@ def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
     assert found['in-sample'] <= found['n'] // 4, found                # memorised: in-sample mining misses them
     assert found['out-of-fold'] >= found['in-sample'] + 3, found       # out-of-fold mining surfaces them
 
-
-@pytest.mark.slow
-def test_stage2_that_learns_nothing_is_a_finding(tmp_path):
-    """Stage 2 at lr 1e-9 cannot leave its starting loss (its new 'maybe' row starts at 1%) after a stage 1 that
-    learned: the run completes, its report leads with the flag, the default bundle is stage 1's and it predicts. Stage 1
-    runs with `-p lr1 find`, whose choice is said in the terminal and in the report."""
-    data = render_dataset(tmp_path / 'sim', n_train=96, n_val=48, n_test=32, size=32, workers=1, progress=False)
-    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(data), '-p', 'arch', 'test_resnet',
-                        '-p', 'image_size', '32', '-p', 'aug', 'none', '-p', 'batch_size', '16', '-p', 'epochs1', '6',
-                        '-p', 'lr1', 'find', '-p', 'epochs2', '2', '-p', 'lr2', '1e-9',
-                        '--runs-dir', str(tmp_path / 'runs')], capture_output=True, text=True, cwd=tmp_path,
-                       timeout=900)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    assert '[stage1] lr_find (' in r.stdout and 'WARNING (not learning): stage 2 learned nothing' in r.stdout
-    run = next((tmp_path / 'runs').iterdir())
-    m = json.loads((run / 'metrics.json').read_text())
-    v = m['fit_verdicts']
-    assert v['stage1']['learned'] is True and v['stage2']['learned'] is False, v
-    assert m['flags'][0]['message'].startswith('stage 2 learned nothing after a stage 1 that learned')
-    rep = (run / 'report.md').read_text()
-    summary = rep[rep.index('stage 2 learned nothing'):]
-    assert 'is **not a result**' in summary and summary.index('not a result') < summary.index('Against the truth')
-    assert f"*Learning rate of stage1:* {m['lr_find']['stage1']}" in rep and 'lr_find (' in m['lr_find']['stage1']
-    from cherry_nb.deploy import load_bundle, resolve_bundle
-    b = load_bundle(resolve_bundle(run))
-    assert resolve_bundle(run).name in ('enhanced', 'guaranteed') and 'stage 2 learned nothing' in rep
-    assert {'production', 'enhanced'} <= {p.name for p in (run / 'bundles').iterdir()}     # all still written
-    out = subprocess.run([EXE, 'predict', str(run), str(data / 'test'), '--out', str(tmp_path / 'scored')],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    p = pd.read_csv(tmp_path / 'scored' / 'predictions.csv')
-    assert len(p) == 32 and set(p.tier) <= {'accept', 'review', 'reject'} and b.unit == 'image'
