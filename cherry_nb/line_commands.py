@@ -131,14 +131,11 @@ def _audit_levels(a, b) -> tuple:
 def audit_outcomes(path) -> tuple:
     "(0/1 per audited cherry in audit order, its ids) from a labels CSV: most severe label per cherry, maybe = pit."
     import pandas as pd
-    t = pd.read_csv(path, dtype={'relpath': str, 'cherry_id': str, 'label': str}, keep_default_na=False)
-    miss = [c for c in ('relpath', 'label') if c not in t.columns]
-    if miss: raise ValueError(f"{path}: not a labels CSV (no {miss}); columns relpath, cherry_id, label, annotator, "
-                              "time, blind, stratum, weight")
-    bad = sorted(set(t['label']) - {'clean', 'pit', 'maybe'})
-    if bad: raise ValueError(f"{path}: labels must be clean, pit or maybe; got {bad[:5]}")
+    from cherry_nb.data import read_labels
+    t = read_labels(path)                                            # the shared labels format, checked
     key = t['cherry_id'] if 'cherry_id' in t.columns and (t['cherry_id'] != '').all() else t['relpath']
-    order = t['time'] if 'time' in t.columns and (t['time'].astype(str) != '').all() else pd.Series(range(len(t)))
+    num = pd.to_numeric(t['time'], errors='coerce')                 # numbers as numbers, ISO times as text
+    order = (num if num.notna().all() else t['time']) if (t['time'] != '').all() else pd.Series(range(len(t)))
     g = pd.DataFrame(dict(key=key, y=(t['label'] != 'clean').astype(int), order=order))
     per = g.groupby('key', sort=False).agg(y=('y', 'max'), order=('order', 'min')).sort_values('order', kind='stable')
     return per['y'].to_numpy(), per.index.to_numpy()

@@ -15,16 +15,15 @@ from .calibrate import TemperatureScaler
 from .tiers import (guaranteed_tiers, calibration_size_needed, InsufficientCalibration, policy_from_dict,
                              pit_scores)
 from .views import cherry_guaranteed_tiers, cherry_scores
-from .data import load_image, manifest_hash
+from .data import load_image, manifest_hash, read_labels, LABEL_COLS
 from .deploy import Bundle, load_bundle, resolve_bundle, read_inputs, save_bundle, VIEW_PATTERN
 
 # %% auto #0
-__all__ = ['LABEL_COLS', 'LABELS', 'CALIBRATE_REPORTS', 'is_labels_csv', 'read_labels_csv', 'read_labelled', 'cherry_groups',
-           'raw_scores', 'p_pit_at', 'Recalibration', 'recalibrate', 'report']
+__all__ = ['LABELS', 'CALIBRATE_REPORTS', 'is_labels_csv', 'read_labels_csv', 'read_labelled', 'cherry_groups', 'raw_scores',
+           'p_pit_at', 'Recalibration', 'recalibrate', 'report']
 
 # %% ../nbs/16b_recalibrate.ipynb #b78bfbb5
-LABEL_COLS = ('relpath', 'cherry_id', 'label', 'annotator', 'time', 'blind', 'stratum', 'weight')
-LABELS = ('clean', 'pit', 'maybe')
+LABELS = CLASSES_3            # the shared labels format (`data.labels`: LABEL_COLS, read_labels) and its classes
 _SEVERITY = {'clean': 0, 'maybe': 1, 'pit': 2}
 
 def is_labels_csv(path) -> bool:
@@ -36,9 +35,7 @@ def is_labels_csv(path) -> bool:
 def read_labels_csv(path, root=None) -> pd.DataFrame:
     "One row per image of a labels CSV (most severe label over annotators), with `path`, `sha256` and `split`='line'."
     path = Path(path).expanduser().absolute(); base = Path(root).expanduser().absolute() if root else path.parent
-    t = pd.read_csv(path, dtype={'relpath': str, 'cherry_id': str, 'label': str}, keep_default_na=False)
-    bad = sorted(set(t['label']) - set(LABELS))
-    if bad: raise ValueError(f"{path}: labels must be {LABELS}; got {bad[:5]}")
+    t = read_labels(path)                                            # checked: columns, labels, weights (LabelError)
     t['_sev'] = t['label'].map(_SEVERITY)
     t = t.sort_values('_sev', kind='stable').groupby('relpath', sort=False).tail(1)    # the most severe label
     t = t.sort_index(kind='stable').drop(columns='_sev').reset_index(drop=True)
