@@ -179,7 +179,7 @@ def test_nan_loss_raises_clear_error(tmp_path):
     with pytest.raises(FloatingPointError, match=r'non-finite training loss \(nan\) at epoch 2, batch 2'):  # 1-based
         fit(atto(), *loaders(n=32), cfg(epochs=3), aug=False, callbacks=[Poison()], ckpt_dir=tmp_path, progress=False)
     assert load_checkpoint(tmp_path / 'last.pt')['epoch'] == 0         # the last good epoch is kept
-    with pytest.raises(FloatingPointError, match='epoch 0, batch 0'):
+    with pytest.raises(FloatingPointError, match='epoch 1, batch 1'):                  # 1-based
         fit(atto(), *loaders(n=16), cfg(epochs=1, lr=float('inf')), aug=False, progress=False)
 
 

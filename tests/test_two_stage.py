@@ -45,8 +45,8 @@ def test_workflow_end_to_end(tiny, tmp_path):
     lin = verify_lineage(run)
     assert read_artifact_meta(run / 'artifacts' / 'deployed')['parent_hash'] == lin['stage2_hash']
     rep = (run / 'report.md').read_text()
-    for s in ('## Executive Summary', '## Certified Automation', '## Mining Statistics', '## Forgetting and Stage-1 Misses', '## Safety Tiers',
-              '## Deployment Recommendation'):
+    for s in ('## Executive Summary', '## Certified Automation', '## Mining Statistics',
+              '## Forgetting and Stage-1 Misses', '## Safety Tiers', '## Deployment Recommendation'):
         assert s in rep
     assert ('DEPLOY TO PRODUCTION' in rep) != ('DO NOT DEPLOY' in rep)
     assert rep.startswith('# Model Report: 2-Stage Robust Training (convnextv2_atto)')   # the run's architecture
@@ -88,13 +88,15 @@ def test_workflow_end_to_end(tiny, tmp_path):
     with pytest.raises(ValueError, match='mining_manifest_hash'): verify_lineage(run)
 
 def test_failed_run_exits_nonzero(tmp_path):
-    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tmp_path / 'nope'),
+    "A run that fails inside the notebook (a data folder that exists but holds no image) exits 1 with a failed record."
+    (tmp_path / 'empty').mkdir()
+    r = subprocess.run([EXE, 'run', 'two-stage', '-p', 'data', str(tmp_path / 'empty'),
                         '--runs-dir', str(tmp_path / 'runs')],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert r.returncode == 1 and 'dataset folder not found' in r.stderr and 'run folder:' in r.stderr
+    assert r.returncode == 1 and 'no images found' in r.stderr and 'run folder:' in r.stderr, r.stderr
     run = next((tmp_path / 'runs').iterdir())
     assert json.loads((run / 'run.json').read_text())['status'] == 'failed'
-    assert 'nope' in (run / 'two_stage.ipynb').read_text()
+    assert 'empty' in (run / 'two_stage.ipynb').read_text()
 
 @pytest.mark.slow
 def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
