@@ -111,10 +111,15 @@ def labels_needed(alpha: float = 0.02,  # target pit-miss rate
                   delta: float = 0.1,   # ... with probability 1 - delta
                   pit_rate: float = 0.25,  # share of pits among the line's cherries
                   misses: int = 0,      # pit misses allowed in the calibration sample
+                  p_val=None, y_val=None,  # a run's validation scores and truth: the planner says what labels buy
                  ) -> dict:
-    "Calibration labels needed: pits the certificate needs, and cherries to sample at random to find them."
+    "Calibration labels needed: pits the certificate needs, cherries to sample to find them, and what more would buy."
     pits = calibration_size_needed(alpha, delta, misses)
-    return dict(pits=pits, cherries=math.ceil(pits / pit_rate))
+    out = dict(pits=pits, cherries=math.ceil(pits / pit_rate))
+    if p_val is not None:                     # expected certified accept share per calibration size (the planner)
+        from cherry_nb.automation import plan_calibration
+        out['plan'] = plan_calibration(p_val, y_val, alpha, delta)
+    return out
 
 # %% ../nbs/19_label.ipynb #5c032fbc
 def _per_cherry(items: pd.DataFrame) -> list:
