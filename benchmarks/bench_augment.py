@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from cherry_nb.core import get_device, set_seed
-from cherry_nb.augment import FieldSimulator, IMAGENET_MEAN, IMAGENET_STD, aug_config
+from cherry_nb.learn.augment import FieldSimulator, IMAGENET_MEAN, IMAGENET_STD, aug_config
 
 def toy_images(n, size, seed=0):
     "Red discs with a dark blob on a light background, uint8 [n,3,size,size]."

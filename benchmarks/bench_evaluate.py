@@ -8,8 +8,8 @@ from pathlib import Path
 import torch, timm
 from torch.utils.data import TensorDataset
 from cherry_nb.core import set_seed, get_device
-from cherry_nb.models import create_model, save_artifact, load_artifact
-from cherry_nb.evaluate import predict
+from cherry_nb.learn.models import create_model, save_artifact, load_artifact
+from cherry_nb.judge.evaluate import predict
 
 def main():
     ap = argparse.ArgumentParser()

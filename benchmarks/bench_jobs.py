@@ -30,13 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from cherry_nb.core import sha256_file
-from cherry_nb.compare import CompareConfig, seed_jobs
+from cherry_nb.studies.compare import CompareConfig, seed_jobs
 from cherry_nb.data import read_image_folder, save_manifest
-from cherry_nb.jobs import TrainJob, run_jobs
-from cherry_nb.models import read_artifact_meta
-from cherry_nb.ray_jobs import ray_session
-from cherry_nb.synth import PRESETS, render_dataset
-from cherry_nb.two_stage import assign_folds
+from cherry_nb.run.jobs import TrainJob, run_jobs
+from cherry_nb.learn.models import read_artifact_meta
+from cherry_nb.run.ray_jobs import ray_session
+from cherry_nb.data.synth import PRESETS, render_dataset
+from cherry_nb.studies.two_stage import assign_folds
 
 
 def make_data(root: Path, n_train: int, n_val: int, size: int, workers: int = 2):

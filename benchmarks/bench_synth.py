@@ -5,7 +5,7 @@ Goal: under a minute on 2 cores. Run: python benchmarks/bench_synth.py [--preset
 import argparse, tempfile, time
 from pathlib import Path
 
-from cherry_nb.synth import PRESETS, read_truth, render_dataset
+from cherry_nb.data.synth import PRESETS, read_truth, render_dataset
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

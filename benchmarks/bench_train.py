@@ -1,4 +1,4 @@
-"""Training-step throughput of `cherry_nb.train.fit` against a bare timm + torch loop.
+"""Training-step throughput of `cherry_nb.learn.train.fit` against a bare timm + torch loop.
 
 Same model (convnextv2_atto, 2 classes), batch 64 at 128 px, same uint8 data in the same DataLoader, AdamW, the
 same eval transform (uint8 -> normalised float on the device) and no augmentation in both. The engine runs its
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from cherry_nb.augment import EvalTransform
-from cherry_nb.train import Callback, TrainConfig, fit
+from cherry_nb.learn.augment import EvalTransform
+from cherry_nb.learn.train import Callback, TrainConfig, fit
 
 
 def make_data(n, size, seed=0):

@@ -1,7 +1,7 @@
 """Certified-automation benchmark (issue 22): how many cherries a certified policy accepts on presets nobody tuned for.
 
 A user of `cherry-nb sweep`: the two-stage workflow runs once per simulator preset (`quick`, `hard` and the `shift`
-family of `cherry_nb.synth`), each a normal run folder of one sweep. Each run's stage-1 model (with the run's own
+family of `cherry_nb.data.synth`), each a normal run folder of one sweep. Each run's stage-1 model (with the run's own
 temperature) then scores a fresh pool of the same preset, rendered with another seed and never seen in training:
 its `val` half calibrates, its `test` half measures. Per alpha (1%, 2%, 5%; delta 10%) the table gives:
 - the oracle accept share: the threshold at the true alpha-quantile of the test pits' scores (the scorer's limit);
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 from cherry_nb.core import rate, to_json, atomic_write, read_json
-from cherry_nb.synth import PRESETS, PRESET_FAMILIES, render_dataset
+from cherry_nb.data.synth import PRESETS, PRESET_FAMILIES, render_dataset
 from cherry_nb.data import read_image_folder
-from cherry_nb.runs import RunFolder, score_artifact
-from cherry_nb.calibrate import TemperatureScaler
-from cherry_nb.tiers import guaranteed_tiers, InsufficientCalibration, calibration_size_needed
-from cherry_nb.sweep import run_sweep, sweep_table, plan_sweep, SweepFailed
+from cherry_nb.run.runs import RunFolder, score_artifact
+from cherry_nb.judge.calibrate import TemperatureScaler
+from cherry_nb.judge.tiers import guaranteed_tiers, InsufficientCalibration, calibration_size_needed
+from cherry_nb.faces.sweep import run_sweep, sweep_table, plan_sweep, SweepFailed
 
 ALPHAS, DELTA, POOL_SEED = (0.01, 0.02, 0.05), 0.1, 1000
 RESULTS = Path(__file__).parent / 'results'

@@ -14,13 +14,13 @@ import argparse, json, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from cherry_nb.core import read_json
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import manifest_hash
-from cherry_nb.two_stage import TwoStageConfig, run_two_stage, workflow_data
-from cherry_nb.artifacts import read_artifact_meta
-from cherry_nb.calibrate import TemperatureScaler
-from cherry_nb.tiers import ProductionPolicy, enhanced_two_class, guaranteed_tiers, tier_metrics
-from cherry_nb.deploy import save_bundle, load_bundle, validate_onnx
+from cherry_nb.studies.two_stage import TwoStageConfig, run_two_stage, workflow_data
+from cherry_nb.learn.artifacts import read_artifact_meta
+from cherry_nb.judge.calibrate import TemperatureScaler
+from cherry_nb.judge.tiers import ProductionPolicy, enhanced_two_class, guaranteed_tiers, tier_metrics
+from cherry_nb.line.deploy import save_bundle, load_bundle, validate_onnx
 
 
 def bundles(run: Path, cfg: TwoStageConfig, alpha: float, delta: float, beta: float):

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 from cherry_nb.core import *
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest
-from cherry_nb.jobs import TrainJob, run_job
-from cherry_nb.runs import score_artifact
-from cherry_nb.tiers import guaranteed_tiers, InsufficientCalibration
-from cherry_nb.label import select, weighted_share
+from cherry_nb.run.jobs import TrainJob, run_job
+from cherry_nb.run.runs import score_artifact
+from cherry_nb.judge.tiers import guaranteed_tiers, InsufficientCalibration
+from cherry_nb.studies.label import select, weighted_share
 
 ALPHA, DELTA, BETA = 0.02, 0.1, 0.05
 RESULTS = Path(__file__).parent / 'results'

@@ -1,12 +1,12 @@
 """Digest of rendered simulator output (images, truth rows, a small quick-preset dataset) as JSON.
 
-A refactor of cherry_nb.synth must leave every digest unchanged: run before and after, then compare the files.
+A refactor of cherry_nb.data.synth must leave every digest unchanged: run before and after, then compare the files.
 Usage: python benchmarks/synth_digest.py OUT.json
 """
 import hashlib, json, sys, tempfile
 from pathlib import Path
 import numpy as np
-from cherry_nb.synth import render_cherry, render_dataset, SynthConfig, sample_params
+from cherry_nb.data.synth import render_cherry, render_dataset, SynthConfig, sample_params
 from cherry_nb.core import to_json
 out = {}
 for size, n in ((128, 60), (64, 300), (40, 60)):

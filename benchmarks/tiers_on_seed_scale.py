@@ -8,12 +8,12 @@ tiers (pit-miss <= alpha with probability >= 1 - delta, false-reject <= beta) on
 import sys
 from pathlib import Path
 import numpy as np
-from cherry_nb.two_stage import workflow_data, pit_truth
+from cherry_nb.studies.two_stage import workflow_data, pit_truth
 from cherry_nb.data import CachedImageDataset, make_loader, read_manifest
-from cherry_nb.models import load_artifact
-from cherry_nb.evaluate import predict
-from cherry_nb.calibrate import TemperatureScaler
-from cherry_nb.tiers import enhanced_two_class, guaranteed_tiers, evaluate_policy
+from cherry_nb.learn.models import load_artifact
+from cherry_nb.judge.evaluate import predict
+from cherry_nb.judge.calibrate import TemperatureScaler
+from cherry_nb.judge.tiers import enhanced_two_class, guaranteed_tiers, evaluate_policy
 
 run = Path(sys.argv[1]); alpha, delta, beta = (map(float, sys.argv[2:5]) if len(sys.argv) > 4 else (0.01, 0.1, 0.05))
 model, meta = load_artifact(run / 'artifacts' / 'stage1'); size = meta['input_size'][-1]

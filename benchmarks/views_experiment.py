@@ -3,7 +3,7 @@
 One simulator set with 10 exchangeable views per cherry (64 px, seed 0) is rendered once. For each V and training seed a
 small model is trained per image on the first V views of the first N/V training cherries (so every arm sees N training
 images, and fewer cherries when V is larger), then scores the first V views of the validation cherries (temperature)
-and of a shared pool of cherries. For every aggregation rule (`cherry_nb.views.RULES`) the pool is split by cherry
+and of a shared pool of cherries. For every aggregation rule (`cherry_nb.judge.views.RULES`) the pool is split by cherry
 into calibration and test halves many times; per split the tiers are certified on the calibration cherries
 (alpha 2%, delta 10%, beta 5%) and the test cherries give the per-cherry pit-miss and review rates; the review rate at
 a test pit-miss of 2% (an oracle accept threshold on the test half) is the matched point. Then the coverage of the
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from scipy import stats
 from cherry_nb.core import *
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest, CachedImageDataset, make_loader
-from cherry_nb.jobs import TrainJob, run_job
-from cherry_nb.models import load_artifact
-from cherry_nb.evaluate import predict
-from cherry_nb.calibrate import fit_temperature, softmax_t
-from cherry_nb.tiers import guaranteed_tiers, InsufficientCalibration
-from cherry_nb.views import RULES, cherry_scores, resplit_coverage, coverage_summary
+from cherry_nb.run.jobs import TrainJob, run_job
+from cherry_nb.learn.models import load_artifact
+from cherry_nb.judge.evaluate import predict
+from cherry_nb.judge.calibrate import fit_temperature, softmax_t
+from cherry_nb.judge.tiers import guaranteed_tiers, InsufficientCalibration
+from cherry_nb.judge.views import RULES, cherry_scores, resplit_coverage, coverage_summary
 
 ALPHA, DELTA, BETA, TOPK = 0.02, 0.1, 0.05, 2
 RESULTS = Path(__file__).parent / 'results'

@@ -46,11 +46,11 @@ def pool_name(kind, strength): return 'none' if kind == 'none' else f'{kind}-{st
 
 
 def stage_scores(a):
-    from cherry_nb.synth import render_dataset
+    from cherry_nb.data.synth import render_dataset
     from cherry_nb.data import read_image_folder, save_manifest
-    from cherry_nb.jobs import TrainJob, run_job, artifact_dir
-    from cherry_nb.two_stage import pit_scores_for
-    from cherry_nb.models import read_artifact_meta
+    from cherry_nb.run.jobs import TrainJob, run_job, artifact_dir
+    from cherry_nb.studies.two_stage import pit_scores_for
+    from cherry_nb.learn.models import read_artifact_meta
     data, run = ROOT / 'data' / 'watch-sim', ROOT / 'runs' / 'watch-sim'
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -113,7 +113,7 @@ def delay_stats(t, horizon):
 
 
 def guarantee_table(cal, ycal, pools):
-    from cherry_nb.tiers import guaranteed_tiers, evaluate_policy
+    from cherry_nb.judge.tiers import guaranteed_tiers, evaluate_policy
     rows, certs = [], {}
     for alpha in ALPHAS:
         g = guaranteed_tiers(cal, ycal, alpha=alpha, delta=DELTA, beta=BETA); certs[alpha] = g.as_dict()
@@ -128,7 +128,7 @@ def guarantee_table(cal, ycal, pools):
 
 def _monitors(level, h):
     "name -> fn(reference, streams [S, T], stream index) -> alarm cherries: the watch, its variants, the simple ones."
-    from cherry_nb.watch import watch_alarms, ks_alarms, shewhart_alarms, cusum_alarms
+    from cherry_nb.line.watch import watch_alarms, ks_alarms, shewhart_alarms, cusum_alarms
     mons = {'watch (default)': lambda r, s, i: watch_alarms(r, s, level=level, seed=i)}
     mons |= {f'watch: {k}': (lambda kw: lambda r, s, i: watch_alarms(r, s, level=level, seed=i, **kw))(kw)
              for k, kw in VARIANTS.items()}
@@ -141,7 +141,7 @@ def false_alarm_table(cal, none, S, rng):
     """False alarms within FA_LEN cherries on unshifted streams drawn without replacement: (a) 'fresh split': reference
     and stream a random split of the 5000 unshifted scores (the guarantee's setting); (b) 'fixed calibration': the
     calibration split as reference, streams from the unshifted pool (the rate given this one reference)."""
-    from cherry_nb.watch import cusum_limit
+    from cherry_nb.line.watch import cusum_limit
     union = np.r_[cal, none]; perms = [rng.permutation(len(union)) for _ in range(S)]
     setups = {'fresh split': [(union[p[:N_REF_FA]], union[p[N_REF_FA:N_REF_FA + FA_LEN]]) for p in perms],
               'fixed calibration': [(cal, none[rng.permutation(len(none))[:FA_LEN]]) for _ in range(S)]}
@@ -156,7 +156,7 @@ def false_alarm_table(cal, none, S, rng):
 
 
 def delay_table(cal, pools, S, rng, level=0.01):
-    from cherry_nb.watch import cusum_limit
+    from cherry_nb.line.watch import cusum_limit
     mons = _monitors(level, cusum_limit(cal, FA_LEN, level))
     rows = []
     for pool, (s, _) in pools.items():
@@ -216,7 +216,7 @@ def power_streams(z, S, rng):
 
 def power_monitors(cal, level=0.01):
     "name -> fn(streams [S, T]) -> alarm cherry per stream (NaN: none)."
-    from cherry_nb.watch import watch_alarms, ks_alarms, shewhart_alarms, cusum_alarms, cusum_limit
+    from cherry_nb.line.watch import watch_alarms, ks_alarms, shewhart_alarms, cusum_alarms, cusum_limit
     w = lambda kw: lambda st: np.array([watch_alarms(cal, x[None], level=level, seed=i, **kw)[0]
                                         for i, x in enumerate(st)])
     h = cusum_limit(cal, PRE + POST, level)
@@ -236,7 +236,7 @@ def stage_power(a):
     perms = [rng.permutation(len(union)) for _ in range(a.streams)]
     for name in list(mons)[:2]:
         kw = {} if 'old' in name else NEW_WATCH
-        from cherry_nb.watch import Watch
+        from cherry_nb.line.watch import Watch
         t = [Watch(union[p[:N_CAL]], level=0.01, seed=i, **kw).update(union[p[N_CAL:N_CAL + PRE + POST]])['alarm_at']
              for i, p in enumerate(perms)]
         rows.append(dict(monitor=name, shift='none, fresh split', **_rate_row(sum(x is not None for x in t), len(t))))
@@ -260,7 +260,7 @@ def stage_power(a):
 
 def power_markdown(res) -> str:
     import pandas as pd
-    from cherry_nb.report import md_table
+    from cherry_nb.faces.report import md_table
     rs = [r for r in res['rows'] if 'detected' in r]
     delay = lambda r: '-' if r['median_delay'] is None else f"{r['median_delay']:.0f}"
     cell = lambda r: f"{100 * r['detected']['rate']:.1f}% / {delay(r)} / {100 * r['false_alarm']['rate']:.1f}%"
@@ -334,7 +334,7 @@ def tables(res) -> dict:
 
 
 def markdown(res) -> str:
-    from cherry_nb.report import md_table
+    from cherry_nb.faces.report import md_table
     t = tables(res)
     out = ["# Guarantee watch on the simulator", '', f"Model and pools: {json.dumps(res['info'])}", '',
            '## What each shift does to the guarantee (certified on the calibration split)', '',

@@ -127,7 +127,7 @@ def api_page(mod: str, page: str | None) -> str:
 
 
 def _pages_of_modules() -> dict:
-    "Module -> the page of the notebook that exports it ('cherry_nb.ray_jobs' -> 'ray'), from nbdev's index."
+    "Module -> the page of the notebook that exports it ('cherry_nb.run.ray_jobs' -> 'ray'), from nbdev's index."
     return {m: next(iter(syms.values()))[0].split('.html')[0] for m, syms in _modidx().items() if syms}
 
 

@@ -14,17 +14,9 @@ import cherry_nb
 
 # The parts of DESIGN.md's map, from the bottom up: a module may import its own layer and the layers below it.
 LAYERS = ('core', 'data', 'learn', 'judge', 'run', 'line', 'studies', 'faces')
-LAYER_OF = {
-    'core': 'core', 'params': 'core',
-    'data': 'data', 'synth': 'data',                                   # `data` stands for the subpackage data.*
-    'models': 'learn', 'weights': 'learn', 'augment': 'learn', 'train': 'learn', 'artifacts': 'learn',
-    'evaluate': 'judge', 'calibrate': 'judge', 'tiers': 'judge', 'views': 'judge', 'ensemble': 'judge',
-    'mining': 'judge', 'automation': 'judge',
-    'runs': 'run', 'runlock': 'run', 'jobs': 'run', 'ray_jobs': 'run', 'tracking': 'run', 'testing': 'run',
-    'deploy': 'line', 'watch': 'line', 'line_commands': 'line', 'audit': 'line', 'recalibrate': 'line',
-    'planner': 'line', 'signing': 'line',
-    'two_stage': 'studies', 'compare': 'studies', 'recipes': 'studies', 'label': 'studies',
-    'cli': 'faces', 'sweep': 'faces', 'explorer': 'faces', 'report': 'faces',            # `report` stands for report.*
+LAYER_OF = {   # the package's parts are its subpackages (two core modules stay at the top)
+    'core': 'core', 'params': 'core', 'data': 'data', 'learn': 'learn', 'judge': 'judge', 'run': 'run',
+    'line': 'line', 'studies': 'studies', 'faces': 'faces',
 }
 
 # Cycles known and being removed (none left: deploy <-> watch went with the CLI-layer line commands):
@@ -104,7 +96,7 @@ def cycles(edges: dict) -> list:
 
 def layer(m: str) -> str | None:
     "The layer of module `m` (a subpackage's modules take the subpackage's layer); None when not declared."
-    return LAYER_OF.get(m, LAYER_OF.get(m.split('.')[0]))
+    return LAYER_OF.get(m.split('.')[0])
 
 
 def upward(edges: dict) -> list:
@@ -116,6 +108,12 @@ def upward(edges: dict) -> list:
 
 @pytest.fixture(scope='module')
 def graph(): return import_graph(PKG)
+
+
+def test_every_module_lives_in_its_part(graph):
+    "Every module but the two core ones sits in a subpackage named after its layer (data/, learn/, ... faces/)."
+    flat = [m for m in graph if m and '.' not in m and m not in ('core', 'params') and m not in LAYERS]
+    assert not flat, f"modules at the top of the package: {flat}; move each into the subpackage of its layer"
 
 
 def test_every_module_has_a_layer(graph):

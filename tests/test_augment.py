@@ -1,8 +1,8 @@
-"""Tests of cherry_nb.augment: the batched field simulator, the eval transform and model_norm."""
+"""Tests of cherry_nb.learn.augment: the batched field simulator, the eval transform and model_norm."""
 import numpy as np, pytest, timm, torch
 from PIL import Image
 from cherry_nb.core import set_seed
-from cherry_nb.augment import (AugConfig, EvalTransform, FieldSimulator, IMAGENET_MEAN, IMAGENET_STD, AUG_PRESETS,
+from cherry_nb.learn.augment import (AugConfig, EvalTransform, FieldSimulator, IMAGENET_MEAN, IMAGENET_STD, AUG_PRESETS,
                                aug_config, check_images, denormalise, model_norm)
 
 def cherries(n=8, size=48, seed=0):
@@ -151,7 +151,7 @@ def test_bad_config(kw):
 @pytest.mark.parametrize('preset', ['heavy', 'light'])
 def test_min_size_is_what_the_simulator_needs(preset):
     "`AugConfig.min_size` (what `cherry-nb run` checks image_size against) is exactly where the blur starts to work."
-    from cherry_nb.augment import AUG_PRESETS
+    from cherry_nb.learn.augment import AUG_PRESETS
     n = AUG_PRESETS[preset].min_size
     sim = FieldSimulator(preset, blur_p=1.0, seed=0)
     assert sim(torch.zeros(2, 3, n, n, dtype=torch.uint8)).shape == (2, 3, n, n)

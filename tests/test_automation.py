@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cherry_nb.automation import (accept_shares, allowed_misses, automation_metrics, min_calibration_pits,
+from cherry_nb.judge.automation import (accept_shares, allowed_misses, automation_metrics, min_calibration_pits,
                                   oracle_threshold, plan_calibration, planner_line)
 from cherry_nb.core import jsonable, from_jsonable
-from cherry_nb.tiers import InsufficientCalibration, binomial_pvalue, guaranteed_tiers
+from cherry_nb.judge.tiers import InsufficientCalibration, binomial_pvalue, guaranteed_tiers
 
 # Simulator-like scores on the logit scale: the two pools differ in how far the pit tail reaches into the cleans.
 POOLS = {'overlapping': (1.5, 1.5, -2.0, 1.2), 'separated': (2.5, 1.0, -1.0, 1.0)}
@@ -108,8 +108,8 @@ def test_automation_metrics_per_image_and_per_cherry():
 
 def test_plan_command_on_a_run_folder(tmp_path, capsys):
     "`cherry-nb plan RUN` reads the run's calibration rows (stage 1 on val) and prints the plan and its line."
-    from cherry_nb.cli import main
-    from cherry_nb.runs import write_params, write_predictions
+    from cherry_nb.faces.cli import main
+    from cherry_nb.run.runs import write_params, write_predictions
     import pandas as pd
     s, y = pool(1000, 5, *POOLS['separated'])
     split = np.r_[['val'] * 600, ['test'] * 400]

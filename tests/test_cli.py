@@ -2,7 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import nbformat, pytest
-from cherry_nb.cli import run_workflow, WorkflowFailed, parse_value, workflow_defaults, main, list_workflows
+from cherry_nb.faces.cli import run_workflow, WorkflowFailed, parse_value, workflow_defaults, main, list_workflows
 
 def write_nb(path, fail=False):
     nb = nbformat.v4.new_notebook()
@@ -64,15 +64,15 @@ def test_console_command(tmp_path):
 @pytest.mark.parametrize('wf', list_workflows())
 def test_checks_file_matches_config(wf):
     "The quick checks (before torch is imported) are the config's own; after changing a config's checks, regenerate."
-    from cherry_nb.cli import checks_file, workflow_path, workflow_checks
+    from cherry_nb.faces.cli import checks_file, workflow_path, workflow_checks
     have = json.loads(checks_file(workflow_path(wf)).read_text())
     assert have == workflow_checks(workflow_path(wf)), \
-        "stale: python -c 'from cherry_nb.cli import write_workflow_checks; write_workflow_checks()'"
+        "stale: python -c 'from cherry_nb.faces.cli import write_workflow_checks; write_workflow_checks()'"
 
 
 def test_quick_checks_agree_with_the_config():
     "What the quick pass refuses, the config refuses too (no false refusals), and extras such as lr 'find' pass."
-    from cherry_nb.cli import quick_check_params, check_workflow_params
+    from cherry_nb.faces.cli import quick_check_params, check_workflow_params
     from cherry_nb.params import ParamError
     ok = dict(lr1='find', amp=True, epochs1=2, aug='none', device='cpu')
     assert quick_check_params('two-stage', ok) == {k: v for k, v in check_workflow_params('two-stage', ok).items()}

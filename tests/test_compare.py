@@ -2,8 +2,8 @@
 import json, subprocess, sys
 from pathlib import Path
 import pandas as pd, pytest
-from cherry_nb.synth import render_dataset
-from cherry_nb.compare import METHODS, triage_curve, matched
+from cherry_nb.data.synth import render_dataset
+from cherry_nb.studies.compare import METHODS, triage_curve, matched
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 
@@ -45,7 +45,7 @@ def test_compare_workflow(tmp_path):
     assert '## Certified Automation (test split)' in rep
     assert res['flags'] == metrics['flags']                  # fit-check flags reach the record the report reads
     if res['flags']: assert 'not learning' in rep and metrics['recommended'] is None
-    from cherry_nb.explorer import ExplorerState                         # the explorer opens a comparison run
+    from cherry_nb.faces.explorer import ExplorerState                         # the explorer opens a comparison run
     st = ExplorerState(run, model='ensemble | seed 1')
     assert st.metrics().pit_miss.n == res['rows'][0]['pit_miss']['n']
     assert '[compare] seed 2 of 2' in r.stdout and 'report:' in r.stdout
@@ -63,7 +63,7 @@ def test_compare_workflow(tmp_path):
 @pytest.mark.slow
 def test_compare_on_ray_matches_in_process(tmp_path):
     "`-p workers 2` runs the jobs on a local Ray; the report's numbers equal those of `workers 1`."
-    from cherry_nb.testing import tiny_sim
+    from cherry_nb.run.testing import tiny_sim
     base = [EXE, 'run', 'compare', '-p', 'data', str(tiny_sim()), '-p', 'arch', 'test_resnet', '-p', 'aug', 'none',
             '-p', 'image_size', '32', '-p', 'epochs', '2', '-p', 'batch_size', '16', '-p', 'members', '3',
             '-p', 'seeds', '1', '-p', 'methods', 'enhanced 2-class,ensemble']

@@ -584,7 +584,7 @@ def test_read_manifest_metadata_and_labels(tmp_path):
 
 
 def test_simulator_metadata_joins_without_warnings(tmp_path):
-    from cherry_nb.synth import render_dataset
+    from cherry_nb.data.synth import render_dataset
     root = render_dataset(tmp_path / 's', n_train=4, n_val=2, n_test=2, size=32, workers=1, progress=False)
     with warnings.catch_warnings(): warnings.simplefilter('error'); df = read_image_folder(root, **Q)
     rep = df.attrs['metadata']

@@ -5,18 +5,18 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch, safetensors.torch
 from PIL import Image
 from cherry_nb.core import *
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, CachedImageDataset, make_loader, manifest_hash, load_image, save_manifest
-from cherry_nb.models import create_model, grow_head
-from cherry_nb.artifacts import save_artifact, load_artifact, artifact_hash
-from cherry_nb.evaluate import predict
-from cherry_nb.calibrate import TemperatureScaler
-from cherry_nb.tiers import ThresholdPolicy, ArgmaxPolicy, ProductionPolicy, guaranteed_tiers, policy_from_dict
-from cherry_nb.ensemble import EnsembleScores, DisagreementPolicy
-from cherry_nb.jobs import TrainJob, run_job
-from cherry_nb.deploy import (save_bundle, load_bundle, verify_bundle, BundleError, leaf_digests, predict_folder,
+from cherry_nb.learn.models import create_model, grow_head
+from cherry_nb.learn.artifacts import save_artifact, load_artifact, artifact_hash
+from cherry_nb.judge.evaluate import predict
+from cherry_nb.judge.calibrate import TemperatureScaler
+from cherry_nb.judge.tiers import ThresholdPolicy, ArgmaxPolicy, ProductionPolicy, guaranteed_tiers, policy_from_dict
+from cherry_nb.judge.ensemble import EnsembleScores, DisagreementPolicy
+from cherry_nb.run.jobs import TrainJob, run_job
+from cherry_nb.line.deploy import (save_bundle, load_bundle, verify_bundle, BundleError, leaf_digests, predict_folder,
                               export_onnx, validate_onnx, onnx_metadata, resolve_bundle, read_inputs)
-from cherry_nb.views import cherry_guaranteed_tiers, cherry_scores
+from cherry_nb.judge.views import cherry_guaranteed_tiers, cherry_scores
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 SIZE = 32
@@ -514,7 +514,7 @@ def test_cli_predict_group_pattern_unit_and_tampered_cherry_bundle(cherry, enhan
 
 def test_watch_folder_watches_cherries(cherry, tmp_path):
     "A per-cherry bundle's watch compares one score per cherry (its rule) with the calibration cherries' scores."
-    from cherry_nb.watch import watch_folder
+    from cherry_nb.line.watch import watch_folder
     w, path, _ = watch_folder(cherry['path'], cherry['line'], tmp_path / 'w', progress=False)
     assert w.t == 8 and len(path) == 8 and set(path.relpath) == set(cherry['test'].cherry_id)
     assert len(load_bundle(cherry['path']).calibration_scores) == 40          # the reference: 40 calibration cherries

@@ -16,10 +16,10 @@ ARTIFACTS = Path(os.environ.get('CHERRY_TEST_ARTIFACTS', Path(__file__).parent /
 
 def test_small_notebooks_process_cleanly(tmp_path):
     "nbdev's processors run on two small notebooks; the processed copies hold show_doc output of exported names."
-    nbs = [ROOT / 'nbs' / '06b_testing.ipynb', ROOT / 'nbs' / '11_ensemble.ipynb']
+    nbs = [ROOT / 'nbs' / '45_run.testing.ipynb', ROOT / 'nbs' / '35_judge.ensemble.ipynb']
     problems = check_docs.check(nbs, out_dir=tmp_path, workers=1, timeout=120, log=lambda *a: None)
     assert problems == [], '\n'.join(map(check_docs.describe, problems))
-    proc = json.loads((tmp_path / '06b_testing.ipynb').read_text(encoding='utf-8'))
+    proc = json.loads((tmp_path / '45_run.testing.ipynb').read_text(encoding='utf-8'))
     md = [''.join(o['data']['text/markdown']) for c in proc['cells'] for o in c.get('outputs', [])
           if 'text/markdown' in o.get('data', {})]
     assert any('tiny_manifest' in m for m in md), 'no show_doc output for tiny_manifest'
@@ -27,7 +27,7 @@ def test_small_notebooks_process_cleanly(tmp_path):
 
 def test_rule_two_is_found_and_fixed(tmp_path, monkeypatch):
     "A cell doc processing runs for its import, with other code, is reported; --fix moves the import to its own cell."
-    nb = json.loads((ROOT / 'nbs' / '06b_testing.ipynb').read_text(encoding='utf-8'))
+    nb = json.loads((ROOT / 'nbs' / '45_run.testing.ipynb').read_text(encoding='utf-8'))
     bad = dict(cell_type='code', execution_count=None, id='badcell1', metadata={}, outputs=[],
                source=['#| slow\n', 'import time; x = 1  # training would go here\n', 'y = x + 1'])
     nb['cells'].append(bad)
@@ -51,18 +51,18 @@ def test_docs_site_in_chromium(tmp_path):
     import build_docs
     res = build_docs.build(tmp_path / 'site', tmp_path / 'work', workers=2, log=lambda *a: None)
     site = Path(res['out'])
-    assert 'tutorials/colab' in res['tutorials'] and 'cherry_nb.tiers' in res['modules'] and 'tiers' in res['pages']
-    for f in ('index.html', 'api/cherry_nb.tiers.html', 'tiers.html', 'tutorials/colab.html'):
+    assert 'tutorials/colab' in res['tutorials'] and 'cherry_nb.judge.tiers' in res['modules'] and 'tiers' in res['pages']
+    for f in ('index.html', 'api/cherry_nb.judge.tiers.html', 'tiers.html', 'tutorials/colab.html'):
         assert (site / f).is_file(), f
     with playwright.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = b.new_page(viewport=dict(width=1200, height=1000))
-            page.goto((site / 'api' / 'cherry_nb.tiers.html').as_uri())
-            sig = page.locator('dt[id="cherry_nb.tiers.tier_metrics"]')
+            page.goto((site / 'api' / 'cherry_nb.judge.tiers.html').as_uri())
+            sig = page.locator('dt[id="cherry_nb.judge.tiers.tier_metrics"]')
             sig.wait_for(state='visible', timeout=30_000)
             assert 'tier_metrics(tiers, y_pit' in sig.inner_text().replace('\n', '')
-            entry = page.locator('dl:has(> dt[id="cherry_nb.tiers.tier_metrics"]) > dd').first
+            entry = page.locator('dl:has(> dt[id="cherry_nb.judge.tiers.tier_metrics"]) > dd').first
             text = entry.inner_text()
             assert 'truth: 1 = pit, 0 = clean' in text and 'Pit-miss, review and false-reject rates' in text, text
             sig.scroll_into_view_if_needed()
@@ -74,5 +74,5 @@ def test_docs_site_in_chromium(tmp_path):
             assert 'Colab' in page.locator('h1').first.inner_text()
             assert page.locator('div.cell').count() >= 5              # the notebook's code cells are rendered
             nav = page.locator('.sidebar-tree').inner_text()
-            assert 'cherry_nb.tiers' in nav and 'api reference' in nav.lower()    # captions are upper-cased by CSS
+            assert 'cherry_nb.judge.tiers' in nav and 'api reference' in nav.lower()    # captions are upper-cased by CSS
         finally: b.close()

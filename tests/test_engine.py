@@ -5,14 +5,14 @@ import json, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from cherry_nb.core import *
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder
-from cherry_nb.models import create_model
-from cherry_nb.artifacts import save_artifact
-from cherry_nb.calibrate import TemperatureScaler
-from cherry_nb.tiers import ThresholdPolicy
-from cherry_nb.views import CherryPolicy, cherry_scores
-from cherry_nb.deploy import (save_bundle, load_bundle, predict_folder, export_onnx, validate_cherry_onnx,
+from cherry_nb.learn.models import create_model
+from cherry_nb.learn.artifacts import save_artifact
+from cherry_nb.judge.calibrate import TemperatureScaler
+from cherry_nb.judge.tiers import ThresholdPolicy
+from cherry_nb.judge.views import CherryPolicy, cherry_scores
+from cherry_nb.line.deploy import (save_bundle, load_bundle, predict_folder, export_onnx, validate_cherry_onnx,
                               onnx_metadata, engine_graph, ONNX_TOL)
 
 pytest.importorskip('onnxruntime'); pytest.importorskip('onnxscript')
@@ -58,7 +58,7 @@ def test_cli_engine_choice_and_refusal_without_onnxruntime(setup, tmp_path):
                         '--engine', 'torch'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / 'o' / 'summary.json').read_text())['engine'] == 'torch'
-    blocked = ("import sys; sys.modules['onnxruntime'] = None; from cherry_nb.cli import main; "
+    blocked = ("import sys; sys.modules['onnxruntime'] = None; from cherry_nb.faces.cli import main; "
                f"sys.exit(main(['predict', {str(b.path)!r}, {str(setup['flat'])!r}, '--out', "
                f"{str(tmp_path / 'x')!r}, '--engine', '{{}}']))")
     r = subprocess.run([sys.executable, '-c', blocked.format('onnx')], capture_output=True, text=True)

@@ -5,9 +5,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from sklearn.metrics import (classification_report as sk_report, confusion_matrix as sk_cm,
                              precision_recall_fscore_support)
 from cherry_nb.core import CLASSES_2, CLASSES_3, set_seed
-from cherry_nb.augment import EvalTransform
-from cherry_nb.models import create_model, grow_head
-from cherry_nb.evaluate import (Predictions, predict, class_report, report_markdown, confusion_table, confusion_counts,
+from cherry_nb.learn.augment import EvalTransform
+from cherry_nb.learn.models import create_model, grow_head
+from cherry_nb.judge.evaluate import (Predictions, predict, class_report, report_markdown, confusion_table, confusion_counts,
                                 plot_confusion, top_losses, plot_top_losses)
 
 @pytest.fixture(scope='module')

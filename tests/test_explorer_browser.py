@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from cherry_nb.explorer import ExplorerState
+from cherry_nb.faces.explorer import ExplorerState
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -85,7 +85,7 @@ def accept_cell(page):
 def write_explorer_notebook(path: Path, run: Path):
     "The notebook Voila serves: one cell that shows the explorer of `run`."
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        f"from cherry_nb.explorer import explore\nexplore({str(run)!r}, review={REVIEW0}, reject=0.85)")])
+        f"from cherry_nb.faces.explorer import explore\nexplore({str(run)!r}, review={REVIEW0}, reject=0.85)")])
     nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
     nbformat.write(nb, path)
 

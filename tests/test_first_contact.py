@@ -5,7 +5,7 @@ import re, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import nbformat, numpy as np, pandas as pd, pytest
-from cherry_nb.testing import tiny_sim
+from cherry_nb.run.testing import tiny_sim
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 TINY = ['-p', 'arch', 'test_resnet', '-p', 'image_size', '32', '-p', 'epochs1', '1', '-p', 'epochs2', '1',
@@ -124,7 +124,7 @@ def test_killed_run_is_not_left_running(tmp_path):
                          stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, start_new_session=True)
     wait_for(p, 'working 1')
     os.killpg(p.pid, signal.SIGKILL); p.wait(timeout=60)
-    from cherry_nb.runs import read_record
+    from cherry_nb.run.runs import read_record
     run = next((tmp_path / 'runs').iterdir())
     assert json.loads((run / 'run.json').read_text())['status'] == 'running'    # nobody could write anything ...
     assert read_record(run)['status'] == 'died'                               # ... and the reader says what happened
@@ -217,7 +217,7 @@ def test_concurrent_resume_refused_then_killed_run_resumes(tmp_path):
         assert p.poll() is None                                           # the holder was not disturbed
     finally:
         os.killpg(p.pid, signal.SIGKILL); p.wait(timeout=60)
-    from cherry_nb.runs import read_record
+    from cherry_nb.run.runs import read_record
     assert (run / '.lock').exists() and read_record(run)['status'] == 'died'   # the lock is stale: its pid is gone
     r = cli('run', '--resume', run, '-p', 'seconds', '1', cwd=tmp_path, timeout=300)
     assert r.returncode == 0 and '[demo] step 2/2: done' in r.stdout, r.stderr
@@ -228,7 +228,7 @@ def test_concurrent_resume_refused_then_killed_run_resumes(tmp_path):
 def test_lock_of_another_machine_goes_stale_by_its_heartbeat(tmp_path):
     """A lock written on another host (a recycled Colab VM) is respected while its heartbeat is fresh and taken
     over once it is older than its `stale_s`; the attempt it held reads `running`, then `died`."""
-    from cherry_nb.runs import read_record
+    from cherry_nb.run.runs import read_record
     nb = slow_nb(tmp_path / 'slow.ipynb', 1)
     r = cli('run', nb, '--runs-dir', tmp_path / 'runs', cwd=tmp_path, timeout=300); assert r.returncode == 0
     run = next((tmp_path / 'runs').iterdir())

@@ -8,12 +8,12 @@ import numpy as np, pytest, torch
 
 from cherry_nb.core import CLASSES_3, sha256_file
 from cherry_nb.data import read_image_folder, save_manifest
-from cherry_nb.jobs import (TrainJob, JobsFailed, job_log_path, plan_jobs, run_job, run_jobs, torch_threads,
+from cherry_nb.run.jobs import (TrainJob, JobsFailed, job_log_path, plan_jobs, run_job, run_jobs, torch_threads,
                             job_threads, ATTEMPT)
-from cherry_nb.models import read_artifact_meta
-import cherry_nb.ray_jobs   # registers the Ray backend of `run_jobs` (workers > 1, a ray_address)
-from cherry_nb.synth import render_dataset
-from cherry_nb.train import Callback
+from cherry_nb.learn.models import read_artifact_meta
+import cherry_nb.run.ray_jobs   # registers the Ray backend of `run_jobs` (workers > 1, a ray_address)
+from cherry_nb.data.synth import render_dataset
+from cherry_nb.learn.train import Callback
 
 TINY = dict(batch_size=16, warmup_epochs=0)
 
@@ -91,7 +91,7 @@ def test_cpus_per_job_sets_threads_and_restores(images, tmp_path):
 
 
 def test_run_folder_check_names_folder_and_node(tmp_path):
-    from cherry_nb.ray_jobs import check_run_dir, RunFolderNotVisible
+    from cherry_nb.run.ray_jobs import check_run_dir, RunFolderNotVisible
     with pytest.raises(RunFolderNotVisible, match=r"Ray node 12ab \(host-b\): the run folder /no/such/run does not"):
         check_run_dir('/no/such/run', where='Ray node 12ab (host-b)')
     with pytest.raises(RunFolderNotVisible, match='has no manifest manifest.csv'): check_run_dir(tmp_path, job('x'))
@@ -205,7 +205,7 @@ def cluster():
 def test_cluster_runs_jobs_on_both_nodes(images, tmp_path, cluster, capsys):
     "Jobs through an existing connection land on both nodes; a node that cannot see the run folder fails at once."
     ray = pytest.importorskip('ray')
-    from cherry_nb.ray_jobs import ray_job
+    from cherry_nb.run.ray_jobs import ray_job
     ray.init(address=cluster, log_to_driver=False)
     try:
         ws = run_jobs([job(f'j{i}', seed=i) for i in range(4)], new_run(tmp_path, images, 'run'), workers=2,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, pytest
 from sklearn.metrics import cohen_kappa_score
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_labels, join_labels, put_label, LabelError, LABEL_COLS
-from cherry_nb.label import label_items, select, LabelSession, label, agreement, weighted_share
-from cherry_nb.runs import ParamError, config_from
-from cherry_nb.compare import CompareConfig
+from cherry_nb.studies.label import label_items, select, LabelSession, label, agreement, weighted_share
+from cherry_nb.run.runs import ParamError, config_from
+from cherry_nb.studies.compare import CompareConfig
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from cherry_nb.data import read_labels
-from cherry_nb.label import label_items, LabelSession
+from cherry_nb.studies.label import label_items, LabelSession
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -41,7 +41,7 @@ def _require():
 
 def write_images(root: Path, n=6) -> Path:
     "n simulator cherries, three views each, 128 px (the station shows one large and the others beside it)."
-    from cherry_nb.synth import render_dataset
+    from cherry_nb.data.synth import render_dataset
     return render_dataset(root, n_train=n, n_val=0, n_test=0, size=128, views=3, workers=1, progress=False, seed=4)
 
 
@@ -110,7 +110,7 @@ def test_label_station_keys_undo_restart_resume(tmp_path):
     from playwright.sync_api import sync_playwright
     imgs, csv = write_images(tmp_path / 'images'), tmp_path / 'labels.csv'
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from cherry_nb.label import label\n"
+    nb.cells = [nbformat.v4.new_code_cell("from cherry_nb.studies.label import label\n"
                                           "label('images', out='labels.csv', annotator='tester')")]
     nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
     nbformat.write(nb, tmp_path / 'station.ipynb')

@@ -4,19 +4,19 @@ import json, shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from cherry_nb.core import *
-from cherry_nb.cli import main
-from cherry_nb.synth import render_dataset
+from cherry_nb.faces.cli import main
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, manifest_hash
-from cherry_nb.models import create_model
-from cherry_nb.artifacts import save_artifact
-from cherry_nb.tiers import guaranteed_tiers, ThresholdPolicy, InsufficientCalibration
-from cherry_nb.views import cherry_guaranteed_tiers, resplit_coverage
-from cherry_nb.calibrate import TemperatureScaler
-from cherry_nb.deploy import (save_bundle, load_bundle, sign_bundle, BundleError, leaf_digests, total_digest,
+from cherry_nb.learn.models import create_model
+from cherry_nb.learn.artifacts import save_artifact
+from cherry_nb.judge.tiers import guaranteed_tiers, ThresholdPolicy, InsufficientCalibration
+from cherry_nb.judge.views import cherry_guaranteed_tiers, resplit_coverage
+from cherry_nb.judge.calibrate import TemperatureScaler
+from cherry_nb.line.deploy import (save_bundle, load_bundle, sign_bundle, BundleError, leaf_digests, total_digest,
                               read_inputs)
-from cherry_nb.signing import generate_keypair, PUBLIC_KEY_ENV
-from cherry_nb.watch import audit_sequence, pit_rate_cs, arrival_order_problem
-from cherry_nb.recalibrate import recalibrate, raw_scores, p_pit_at
+from cherry_nb.line.signing import generate_keypair, PUBLIC_KEY_ENV
+from cherry_nb.line.watch import audit_sequence, pit_rate_cs, arrival_order_problem
+from cherry_nb.line.recalibrate import recalibrate, raw_scores, p_pit_at
 
 SIZE = 32
 ROOT = Path(__file__).resolve().parents[1]

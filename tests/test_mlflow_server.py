@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from cherry_nb.core import CLASSES_2, rate
-from cherry_nb.models import create_model, save_artifact
-from cherry_nb.report.core import Report
-from cherry_nb.runs import RunFolder, end_attempt, start_attempt, write_metrics, write_params
+from cherry_nb.learn.models import create_model, save_artifact
+from cherry_nb.faces.report.core import Report
+from cherry_nb.run.runs import RunFolder, end_attempt, start_attempt, write_metrics, write_params
 
 pytest.importorskip('alembic', reason="the [mlflow] extra installs the full mlflow (its server needs alembic)")
 MLFLOW = str(Path(sys.executable).parent / 'mlflow')
@@ -58,7 +58,7 @@ def small_run(root: Path) -> RunFolder:
 @pytest.mark.slow
 def test_run_logged_to_a_real_server_and_seen_in_its_ui(tmp_path):
     from mlflow.tracking import MlflowClient
-    from cherry_nb.tracking import log_run
+    from cherry_nb.run.tracking import log_run
     run = small_run(tmp_path / 'runs' / 'r1')
     (tmp_path / 'srv').mkdir()
     with mlflow_server(tmp_path / 'srv') as url:

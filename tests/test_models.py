@@ -2,8 +2,8 @@
 import hashlib, json, time
 import pytest, torch, timm, safetensors.torch
 from cherry_nb.core import CLASSES_2, CLASSES_3, sha256_file
-import cherry_nb.weights   # registers the named weight sources with `create_model`
-from cherry_nb.models import (create_model, hub_reachable, load_weights, grow_head, set_trainable, count_params,
+import cherry_nb.learn.weights   # registers the named weight sources with `create_model`
+from cherry_nb.learn.models import (create_model, hub_reachable, load_weights, grow_head, set_trainable, count_params,
                               describe, save_artifact, load_artifact, artifact_hash, artifact_paths,
                               PretrainedWeightsError)
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, pytest
 from cherry_nb.core import Rate, rate
-from cherry_nb.cli import list_workflows, workflow_params
-from cherry_nb.runs import (RunFolder, workflow_config, config_defaults, config_docs, check_predictions, read_metrics,
+from cherry_nb.faces.cli import list_workflows, workflow_params
+from cherry_nb.run.runs import (RunFolder, workflow_config, config_defaults, config_docs, check_predictions, read_metrics,
                             write_metrics, write_predictions, read_predictions, ParamError, config_from)
-from cherry_nb.compare import METHODS, METHOD_NEEDS, CompareConfig, roles_needed, SeedScores, apply_methods
-from cherry_nb.two_stage import TwoStageConfig
-from cherry_nb.testing import fake_run
+from cherry_nb.studies.compare import METHODS, METHOD_NEEDS, CompareConfig, roles_needed, SeedScores, apply_methods
+from cherry_nb.studies.two_stage import TwoStageConfig
+from cherry_nb.run.testing import fake_run
 
 
 @pytest.mark.parametrize('wf', list_workflows())
@@ -61,7 +61,7 @@ def test_registry_roles():
 
 def test_unavailable_method_gives_a_row():
     "Without label3, explicit 3-class is a row that says why, not a silent omission."
-    from cherry_nb.evaluate import Predictions
+    from cherry_nb.judge.evaluate import Predictions
     rng = np.random.default_rng(0); n = 300
     y = rng.integers(0, 2, n); s = np.clip(y * 0.6 + rng.normal(0.2, 0.15, n), 0, 1)
     p = np.c_[1 - s, s]; pr = Predictions(np.log(np.clip(p, 1e-6, 1)), p, y, np.zeros((n, 1)))
@@ -74,7 +74,7 @@ def test_unavailable_method_gives_a_row():
 
 
 def test_explorer_opens_compare_and_two_stage_runs(tmp_path):
-    from cherry_nb.explorer import ExplorerState
+    from cherry_nb.faces.explorer import ExplorerState
     two = fake_run(tmp_path / 'two', {'stage1': False, 'stage2': True})
     comp = fake_run(tmp_path / 'comp', {'enhanced 2-class | seed 0': False, 'explicit 3-class | seed 0': True})
     for run in (two, comp):

@@ -5,10 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
-from cherry_nb.runs import config_from
-from cherry_nb.testing import tiny_manifest
-from cherry_nb.two_stage import TwoStageConfig, run_two_stage
-from cherry_nb.report.two_stage import two_stage_report
+from cherry_nb.run.runs import config_from
+from cherry_nb.run.testing import tiny_manifest
+from cherry_nb.studies.two_stage import TwoStageConfig, run_two_stage
+from cherry_nb.faces.report.two_stage import two_stage_report
 
 from test_explorer_browser import _require, CHROMIUM, CHROMIUM_ARGS
 

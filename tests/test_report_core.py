@@ -1,7 +1,7 @@
 """Report building blocks without a training run: the HTML contents list and the training table read from artifact
 metadata files written on disk (epochs counted from 1 where a person reads them)."""
 import json
-from cherry_nb.report.core import Report, training_table
+from cherry_nb.faces.report.core import Report, training_table
 
 
 def test_html_has_a_contents_list_linking_every_section():

@@ -3,8 +3,8 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import nbformat, numpy as np, pytest
 from cherry_nb.core import rate, jsonable, atomic_write_json, read_json
-from cherry_nb.runs import RunFolder, read_record
-from cherry_nb.sweep import parse_grid, grid_cells, plan_sweep, sweep_table, write_sweep_report, cell_state
+from cherry_nb.run.runs import RunFolder, read_record
+from cherry_nb.faces.sweep import parse_grid, grid_cells, plan_sweep, sweep_table, write_sweep_report, cell_state
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 

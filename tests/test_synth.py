@@ -1,4 +1,4 @@
-"""Tests of the cherry field simulator (cherry_nb.synth) on tiny real datasets written to tmp_path."""
+"""Tests of the cherry field simulator (cherry_nb.data.synth) on tiny real datasets written to tmp_path."""
 import copy, hashlib
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cherry_nb.core import read_json, CLASSES_2
-from cherry_nb.synth import (PRESETS, TRUTH_COLS, CONFOUNDERS, SynthConfig, draw_cherry, label3_from_truth, read_truth,
+from cherry_nb.data.synth import (PRESETS, TRUTH_COLS, CONFOUNDERS, SynthConfig, draw_cherry, label3_from_truth, read_truth,
                              render_cherry, render_dataset, sample_params)
 
 TINY = dict(n_train=16, n_val=8, n_test=8, size=64, progress=False)
@@ -83,7 +83,7 @@ def test_truth_columns_and_consistency(tiny):
     assert (df.given_label[kept] == df.true_label[kept]).all() and (df.given_label[~kept] != df.true_label[~kept]).all()
     for c in df.confounders[df.confounders != '']:
         assert set(c.split(';')) <= set(CONFOUNDERS)
-    assert meta['generator'] == 'cherry_nb.synth' and meta['seed'] == 3
+    assert meta['generator'] == 'cherry_nb.data.synth' and meta['seed'] == 3
     assert meta['counts'] == dict(train=16, val=8, test=8)
 
 
@@ -173,7 +173,7 @@ def test_read_with_data_layer(tiny):
 
 def test_shift_family_presets(tmp_path):
     "Each preset of the shift family renders with truth, records its settings, and changes what it says it changes."
-    from cherry_nb.synth import PRESET_FAMILIES, preset_config, config_record
+    from cherry_nb.data.synth import PRESET_FAMILIES, preset_config, config_record
     fam = PRESET_FAMILIES['shift']
     assert {'shift-light', 'shift-lens', 'shift-fruit', 'shift-pit', 'shift-size', 'shift-confound'} <= set(fam)
     base = SynthConfig()

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from cherry_nb.core import atomic_write_json, read_json, to_json
-from cherry_nb.tiers import (POLICY_CLASSES, ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration,
+from cherry_nb.judge.tiers import (POLICY_CLASSES, ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration,
                              ProductionPolicy, ThresholdPolicy, aurc, binomial_pvalue, calibration_size_needed,
                              cost_curve, cost_table, enhanced_two_class, evaluate_policy, guaranteed_tiers, pit_scores,
                              policy_from_dict, register_policy, risk_coverage, risk_coverage_figure, score_histogram,
@@ -68,8 +68,8 @@ def test_three_class_policies():
 
 def test_policies_register_themselves():
     "`tiers` knows no higher policy; views and ensembles register theirs on import, and so can any module."
-    from cherry_nb.ensemble import DisagreementPolicy
-    from cherry_nb.views import CherryPolicy
+    from cherry_nb.judge.ensemble import DisagreementPolicy
+    from cherry_nb.judge.views import CherryPolicy
     for pol in (DisagreementPolicy(0.6, 0.9, tau=0.1), CherryPolicy('topk', 0.4, 0.8, k=3)):
         assert POLICY_CLASSES[pol.to_dict()['kind']] is type(pol) and policy_from_dict(pol.to_dict()) == pol
 

@@ -8,11 +8,11 @@ from mlflow.tracking import MlflowClient
 
 import cherry_nb
 from cherry_nb.core import CLASSES_2, CLASSES_3, rate, sha256_file
-from cherry_nb.models import artifact_hash, create_model, read_artifact_meta, save_artifact
-from cherry_nb.runs import (RunFolder, end_attempt, read_metrics, read_params, start_attempt, write_metrics,
+from cherry_nb.learn.models import artifact_hash, create_model, read_artifact_meta, save_artifact
+from cherry_nb.run.runs import (RunFolder, end_attempt, read_metrics, read_params, start_attempt, write_metrics,
                             write_params)
-from cherry_nb.testing import tiny_manifest
-from cherry_nb.tracking import KEY_TAG, MLFLOW_INSTALL, log_run, mlflow_command, run_view
+from cherry_nb.run.testing import tiny_manifest
+from cherry_nb.run.tracking import KEY_TAG, MLFLOW_INSTALL, log_run, mlflow_command, run_view
 
 
 def all_artifacts(c: MlflowClient, rid: str, path=None) -> set:
@@ -33,8 +33,8 @@ def one_run(c: MlflowClient, experiment: str) -> str:
 @pytest.fixture(scope='module')
 def two_stage_run(tmp_path_factory):
     "A finished tiny two-stage run with its report and record (shared: tests must not change it)."
-    from cherry_nb.two_stage import TwoStageConfig, run_two_stage
-    from cherry_nb.report.two_stage import two_stage_report
+    from cherry_nb.studies.two_stage import TwoStageConfig, run_two_stage
+    from cherry_nb.faces.report.two_stage import two_stage_report
     run = RunFolder(tmp_path_factory.mktemp('two-stage') / 'run', create=True)
     cfg = TwoStageConfig(arch='test_resnet', image_size=32, epochs1=2, epochs2=1, batch_size=16, device='cpu')
     write_params(run, asdict(cfg)); start_attempt(run, 'two_stage.ipynb', 'pytest'); t0 = time.time()
@@ -149,8 +149,8 @@ def test_without_mlflow(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_comparison_run_in_mlflow(tmp_path):
-    from cherry_nb.compare import CompareConfig, run_compare, read_results
-    from cherry_nb.report.compare import compare_report
+    from cherry_nb.studies.compare import CompareConfig, run_compare, read_results
+    from cherry_nb.faces.report.compare import compare_report
     run = RunFolder(tmp_path / 'compare', create=True)
     cfg = CompareConfig(arch='test_resnet', image_size=32, epochs=2, batch_size=16, device='cpu', seeds=1,
                         methods='enhanced 2-class')

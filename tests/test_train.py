@@ -1,4 +1,4 @@
-"""Tests of cherry_nb.train: the fit loop and its callbacks, on a real ConvNeXt V2 atto at 32 px (CPU)."""
+"""Tests of cherry_nb.learn.train: the fit loop and its callbacks, on a real ConvNeXt V2 atto at 32 px (CPU)."""
 import math, re, warnings
 
 import numpy as np
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from cherry_nb.train import *
-from cherry_nb.augment import EvalTransform
+from cherry_nb.learn.train import *
+from cherry_nb.learn.augment import EvalTransform
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -319,7 +319,7 @@ def test_lr_find_suggests_a_good_rate_and_restores_everything():
     fig = found.plot()
     assert [t.name for t in fig.data] == ['loss', 'smoothed'] and fig.layout.xaxis.type == 'log'
     toy = lr_find(atto(), loaders()[0], cfg(), aug=False, progress=False)
-    assert 1e-4 <= toy.lr <= 2e-3, toy.lr               # the toy task's good range (05_train, measured)
+    assert 1e-4 <= toy.lr <= 2e-3, toy.lr               # the toy task's good range (24_learn.train, measured)
 
 
 def test_lr_finder_callback_restores_optimizer_state():
@@ -356,7 +356,7 @@ def test_progress_lines_work_piped(tmp_path):
     script.write_text(textwrap.dedent('''
         import torch, timm
         from torch.utils.data import DataLoader, TensorDataset
-        from cherry_nb.train import TrainConfig, fit
+        from cherry_nb.learn.train import TrainConfig, fit
         torch.set_num_threads(1); torch.manual_seed(0)
         x, y = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16) % 2
         dl = DataLoader(TensorDataset(x, y), batch_size=8)

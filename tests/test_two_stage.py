@@ -2,13 +2,13 @@
 import json, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest
-from cherry_nb.jobs import TrainJob
-from cherry_nb.two_stage import verify_lineage
-from cherry_nb.recipes import mining_scores
-from cherry_nb.mining import apply_mining, MiningConfig
-from cherry_nb.models import read_artifact_meta
+from cherry_nb.run.jobs import TrainJob
+from cherry_nb.studies.two_stage import verify_lineage
+from cherry_nb.studies.recipes import mining_scores
+from cherry_nb.judge.mining import apply_mining, MiningConfig
+from cherry_nb.learn.models import read_artifact_meta
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 
@@ -62,7 +62,7 @@ def test_workflow_end_to_end(tiny, tmp_path):
     assert r.returncode == 0 and 'pit-miss' in r.stdout, r.stderr[-3000:]
     pred = pd.read_csv(tmp_path / 'pred' / 'predictions.csv')
     assert len(pred) == 120 and (pred.method == 'two-stage (seed)').all()
-    from cherry_nb.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.deploy import load_bundle, resolve_bundle
     b = load_bundle(resolve_bundle(run))
     sc = b.predict(list(pred.path))
     assert (sc.tiers == pred.tier.to_numpy()).all() and np.allclose(sc.p_pit, pred.p_pit, atol=1e-6)
@@ -103,7 +103,7 @@ def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
     """A stage-1 model that fits its training labels (here the smallest timm ResNet, no augmentation, no early
     selection) scores its own mislabelled pits as clean, so in-sample mining misses them; out-of-fold models,
     which never saw those images, flag them."""
-    from cherry_nb.synth import SynthConfig
+    from cherry_nb.data.synth import SynthConfig
     easy = SynthConfig(size=32, fragment_fraction=0.0, pit_absorb=(1.5, 2.5), pit_depth=(0.0, 0.3), p_stem=0,
                        p_bruise=0,
                        p_dark_flesh=0, p_juice=0, p_glint=0, p_cup_edge=0, motion_blur=(0, 1), noise=(0.004, 0.01))
@@ -115,7 +115,7 @@ def test_out_of_fold_mining_finds_mislabelled_pits(tmp_path):
                     train=dict(epochs=30, lr=3e-3, batch_size=32, warmup_epochs=1, label_smoothing=0.0,
                                weight_decay=0.0,
                                monitor='train_loss'))
-    from cherry_nb.jobs import run_job
+    from cherry_nb.run.jobs import run_job
     run_job(base, run, progress=False)
     found = {}
     for mode in ('in-sample', 'out-of-fold'):

@@ -11,11 +11,11 @@ import torch
 from cherry_nb.core import read_json
 from cherry_nb.data import (CachedImageDataset, assign_splits, check_leakage, check_splits, make_loader,
                             read_image_folder)
-from cherry_nb.explorer import ExplorerState
-from cherry_nb.synth import VIEW_COLS, ViewConfig, read_truth, render_dataset
-from cherry_nb.testing import toy_view_scores
-from cherry_nb.tiers import DependentCalibration, ThresholdPolicy, guaranteed_tiers, policy_from_dict
-from cherry_nb.views import (RULES, CherryPolicy, cherry_guaranteed_tiers, cherry_scores, coverage_summary,
+from cherry_nb.faces.explorer import ExplorerState
+from cherry_nb.data.synth import VIEW_COLS, ViewConfig, read_truth, render_dataset
+from cherry_nb.run.testing import toy_view_scores
+from cherry_nb.judge.tiers import DependentCalibration, ThresholdPolicy, guaranteed_tiers, policy_from_dict
+from cherry_nb.judge.views import (RULES, CherryPolicy, cherry_guaranteed_tiers, cherry_scores, coverage_summary,
                              resplit_coverage)
 
 TINY = dict(n_train=8, n_val=4, n_test=4, size=32, seed=3, pit_as_clean=0.5, workers=1, progress=False)
@@ -39,7 +39,7 @@ def renders(tmp_path_factory):
 
 # ---------------------------------------------------------------- simulator
 def test_views1_is_bit_identical_to_the_simulator_before_views(renders):
-    # digest of the same call rendered by cherry_nb.synth before `views` existed (commit 0b5e805)
+    # digest of the same call rendered by cherry_nb.data.synth before `views` existed (commit 0b5e805)
     assert _digest(renders[1]) == 'd6b7c8fbb5dc689b7b2fc5abd829909723794f604d0b2abcbde74ed5cabe4910'
     df, meta = read_truth(renders[1]), read_json(renders[1] / 'dataset.json')
     assert not set(VIEW_COLS) & set(df.columns) and 'views' not in meta and 'view_config' not in meta

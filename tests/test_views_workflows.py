@@ -4,7 +4,7 @@ import json, subprocess, sys
 from pathlib import Path
 
 import pandas as pd, pytest
-from cherry_nb.synth import render_dataset
+from cherry_nb.data.synth import render_dataset
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 TINY = ['-p', 'preset', 'tiny', '-p', 'views', '3', '-p', 'arch', 'test_resnet', '-p', 'image_size', '32',
@@ -45,7 +45,7 @@ def test_two_stage_with_three_views(tmp_path):
     rep = (run / 'report.md').read_text()
     assert 'Per cherry' in rep and 'Rates count cherries' in rep
     # the default bundle decides per cherry: new views of new cherries get one tier each
-    from cherry_nb.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.deploy import load_bundle, resolve_bundle
     assert load_bundle(resolve_bundle(run)).unit == 'cherry' and {'cherry-production', 'cherry-enhanced'} <= set(
         p.name for p in (run / 'bundles').iterdir())
     new = render_dataset(tmp_path / 'new', n_train=0, n_val=0, n_test=10, size=32, views=3, seed=11, workers=1,
@@ -70,7 +70,7 @@ def test_compare_with_three_views(tmp_path):
     ns = {a['certified_accept_share']['n'] for a in au['methods']}
     assert au['unit'] == 'cherry' and len(ns) == 1 and 0 < ns.pop() <= 48      # test cherries, not their views
     assert 'Every rate counts **cherries (mean of its views)**' in (run / 'report.md').read_text()
-    from cherry_nb.deploy import load_bundle
+    from cherry_nb.line.deploy import load_bundle
     units = {b.name: load_bundle(b).unit for b in (run / 'bundles').iterdir() if b.is_dir()}
     assert units and set(units.values()) == {'cherry'}, units
 
@@ -124,7 +124,7 @@ def test_two_stage_on_named_views(tmp_path):
     assert cg['n_cherries'] == val.cherry_id.nunique() and cg['n_views'] == len(val) == 3 * cg['n_cherries']
     bundles = {p.name for p in (run / 'bundles').iterdir() if p.is_dir()}
     assert {'cherry-production', 'cherry-enhanced', 'cherry-guaranteed'} <= bundles and 'guaranteed' not in bundles
-    from cherry_nb.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.deploy import load_bundle, resolve_bundle
     assert load_bundle(resolve_bundle(run)).unit == 'cherry' and load_bundle(run / 'bundles/cherry-guaranteed').unit \
         == 'cherry'
     assert 'Rates count cherries' in (run / 'report.md').read_text()
@@ -141,15 +141,15 @@ def test_compare_on_named_views(tmp_path):
     n_val = man[man.split == 'val'].cherry_id.nunique()
     assert cert['unit'] == 'cherry' and cert['n_cherries'] == n_val and cert['n_views'] == 3 * n_val
     assert f'per cherry (max of its views; {n_val} calibration cherries)' in (run / 'report.md').read_text()
-    from cherry_nb.deploy import load_bundle
+    from cherry_nb.line.deploy import load_bundle
     units = {b.name: load_bundle(b).unit for b in (run / 'bundles').iterdir() if b.is_dir()}
     assert set(units) == {'enhanced-2-class', 'guaranteed-2-class'} and set(units.values()) == {'cherry'}, units
 
 
 def test_views_refused_on_ungrouped_data(tmp_path):
     "-p views N on a folder that names no cherry is refused before a run folder exists, naming the parameter."
-    from cherry_nb.cli import run_workflow
-    from cherry_nb.runs import ParamError
+    from cherry_nb.faces.cli import run_workflow
+    from cherry_nb.run.runs import ParamError
     src = render_dataset(tmp_path / 'flat', n_train=4, n_val=4, n_test=4, size=32, workers=1, progress=False)
     (src / 'metadata.csv').unlink()
     for wf in ('two-stage', 'compare'):

@@ -1,4 +1,4 @@
-"""Tests of the guarantee watch (cherry_nb.watch) and of the simulator's shifts it is measured on."""
+"""Tests of the guarantee watch (cherry_nb.line.watch) and of the simulator's shifts it is measured on."""
 import hashlib, json
 from pathlib import Path
 
@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 
 from cherry_nb.core import read_json, rate, atomic_write_json, to_json
-from cherry_nb.synth import Shift, render_dataset, read_truth
-from cherry_nb.watch import (Watch, Reference, watch_scores, write_watch, watch_alarms, audit_bound, audit_plan,
+from cherry_nb.data.synth import Shift, render_dataset, read_truth
+from cherry_nb.line.watch import (Watch, Reference, watch_scores, write_watch, watch_alarms, audit_bound, audit_plan,
                              pit_rate_upper, pit_rate_lower, to_pit_miss, ks_alarms, shewhart_alarms, cusum_alarms,
                              cusum_limit)
 
@@ -161,12 +161,12 @@ def test_watch_command_end_to_end(tmp_path):
     "`cherry-nb watch` and `cherry-nb predict --watch` on tiny data: files written, quiet on a mixed folder order"
     import shutil, subprocess, sys, json
     from pathlib import Path
-    from cherry_nb.testing import tiny_manifest, tiny_job
-    from cherry_nb.runs import RunFolder, score_artifact
+    from cherry_nb.run.testing import tiny_manifest, tiny_job
+    from cherry_nb.run.runs import RunFolder, score_artifact
     from cherry_nb.data import save_manifest
-    from cherry_nb.jobs import run_job
-    from cherry_nb.deploy import save_bundle
-    from cherry_nb.tiers import ThresholdPolicy
+    from cherry_nb.run.jobs import run_job
+    from cherry_nb.line.deploy import save_bundle
+    from cherry_nb.judge.tiers import ThresholdPolicy
     exe = str(Path(sys.executable).parent / 'cherry-nb')
     df = tiny_manifest(n_val=60)
     run = RunFolder(tmp_path / 'run', create=True); save_manifest(df, run / 'manifest.csv')

@@ -2,11 +2,11 @@
 import dataclasses
 import numpy as np, pytest, timm, torch
 
-from cherry_nb.models import PretrainedWeightsError, create_model, load_artifact, read_state_dict, save_artifact
-from cherry_nb.weights import (WEIGHT_SOURCES, efficientnet_pytorch_filter_fn, fit_state_dict, source_file,
+from cherry_nb.learn.models import PretrainedWeightsError, create_model, load_artifact, read_state_dict, save_artifact
+from cherry_nb.learn.weights import (WEIGHT_SOURCES, efficientnet_pytorch_filter_fn, fit_state_dict, source_file,
                                weight_source)
-from cherry_nb.augment import EvalTransform, FieldSimulator
-from cherry_nb.synth import render_cherry
+from cherry_nb.learn.augment import EvalTransform, FieldSimulator
+from cherry_nb.data.synth import render_cherry
 
 NAME = 'efficientnet_lite0.imagenet-pypi'
 
