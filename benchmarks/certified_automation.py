@@ -22,7 +22,8 @@ import numpy as np, pandas as pd
 from cherry_nb.core import rate, to_json, atomic_write, read_json
 from cherry_nb.data.synth import PRESETS, PRESET_FAMILIES, render_dataset
 from cherry_nb.data import read_image_folder
-from cherry_nb.run.runs import RunFolder, score_artifact
+from cherry_nb.run.runs import RunFolder
+from cherry_nb.judge.evaluate import score_artifact
 from cherry_nb.judge.calibrate import TemperatureScaler
 from cherry_nb.judge.tiers import guaranteed_tiers, InsufficientCalibration, calibration_size_needed
 from cherry_nb.faces.sweep import run_sweep, sweep_table, plan_sweep, SweepFailed

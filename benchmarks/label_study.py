@@ -24,7 +24,7 @@ from cherry_nb.core import *
 from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest
 from cherry_nb.run.jobs import TrainJob, run_job
-from cherry_nb.run.runs import score_artifact
+from cherry_nb.judge.evaluate import score_artifact
 from cherry_nb.judge.tiers import guaranteed_tiers, InsufficientCalibration
 from cherry_nb.studies.label import select, weighted_share
 

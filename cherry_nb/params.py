@@ -11,7 +11,7 @@ from typing import Any
 # %% auto #0
 __all__ = ['Check', 'positive', 'at_least', 'unit', 'unit_open', 'one_of', 'satisfies', 'ParamError', 'coerce', 'unknown_message',
            'check_params', 'config_defaults', 'all_checks', 'config_from', 'check_schema', 'schema_checks',
-           'config_docs', 'parameters_source']
+           'ordered_pairs', 'order_problems', 'config_docs', 'parameters_source']
 
 # %% ../nbs/01_params.ipynb #3864b2f2
 @dataclass(frozen=True)
@@ -129,6 +129,19 @@ def schema_checks(schema: dict) -> dict:
     "{name: `Check`} from `check_schema`'s JSON, without the predicates (they need the config's own code)."
     tup = lambda f, v: tuple(v) if f in ('choices', 'extra') else v
     return {k: Check(**{f: tup(f, v) for f, v in d.items() if f in _SCHEMA_FIELDS}) for k, d in schema.items()}
+
+# %% ../nbs/01_params.ipynb #9ec373ea
+def ordered_pairs(cls) -> list:
+    "[(a, b), ...]: every `ordered` pair declared by the config class `cls` and its bases (a must not exceed b)."
+    return [tuple(p) for c in reversed(cls.__mro__) for p in c.__dict__.get('ordered', ())]
+
+def order_problems(cfg, pairs=None) -> list:
+    "'a = x must not exceed b = y' for each pair out of order, of a config (its class's pairs) or a dict of values."
+    v = cfg if isinstance(cfg, dict) else vars(cfg)
+    pairs = ordered_pairs(type(cfg)) if pairs is None else pairs
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+    return [f"{a} = {v[a]} must not exceed {b} = {v[b]}" for a, b in pairs
+            if num(v.get(a)) and num(v.get(b)) and v[a] > v[b]]
 
 # %% ../nbs/01_params.ipynb #74f97863
 def config_docs(cls) -> dict:

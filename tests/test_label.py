@@ -9,7 +9,7 @@ from sklearn.metrics import cohen_kappa_score
 from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_labels, join_labels, put_label, LabelError, LABEL_COLS
 from cherry_nb.studies.label import label_items, select, LabelSession, label, agreement, weighted_share
-from cherry_nb.run.runs import ParamError, config_from
+from cherry_nb.params import ParamError, config_from
 from cherry_nb.studies.compare import CompareConfig
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from cherry_nb.core import Rate, rate
 from cherry_nb.faces.cli import list_workflows, workflow_params
-from cherry_nb.run.runs import (RunFolder, workflow_config, config_defaults, config_docs, check_predictions, read_metrics,
-                            write_metrics, write_predictions, read_predictions, ParamError, config_from)
+from cherry_nb.run.runs import (RunFolder, check_predictions, read_metrics, write_metrics, write_predictions,
+                                read_predictions)
+from cherry_nb.studies.config import workflow_config
+from cherry_nb.params import config_defaults, config_docs, ParamError, config_from
 from cherry_nb.studies.compare import METHODS, METHOD_NEEDS, CompareConfig, roles_needed, SeedScores, apply_methods
 from cherry_nb.studies.two_stage import TwoStageConfig
 from cherry_nb.run.testing import fake_run
@@ -18,7 +20,7 @@ from cherry_nb.run.testing import fake_run
 def test_parameters_cell_matches_config(wf):
     "Every workflow's parameters cell declares exactly its config dataclass's fields, with the same defaults."
     cls = workflow_config(wf)
-    assert cls is not None, f"{wf} has no config dataclass in runs.WORKFLOW_CONFIGS"
+    assert cls is not None, f"{wf} has no config dataclass in config.WORKFLOW_CONFIGS"
     docs = config_docs(cls)
     assert not [k for k, v in docs.items() if '=' in v], "papermill cannot parse a parameter comment holding '='"
     cell = {k: v for k, v in workflow_params(wf).items() if k != 'out_dir'}

@@ -149,7 +149,7 @@ def test_compare_on_named_views(tmp_path):
 def test_views_refused_on_ungrouped_data(tmp_path):
     "-p views N on a folder that names no cherry is refused before a run folder exists, naming the parameter."
     from cherry_nb.faces.cli import run_workflow
-    from cherry_nb.run.runs import ParamError
+    from cherry_nb.params import ParamError
     src = render_dataset(tmp_path / 'flat', n_train=4, n_val=4, n_test=4, size=32, workers=1, progress=False)
     (src / 'metadata.csv').unlink()
     for wf in ('two-stage', 'compare'):

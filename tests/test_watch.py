@@ -162,7 +162,8 @@ def test_watch_command_end_to_end(tmp_path):
     import shutil, subprocess, sys, json
     from pathlib import Path
     from cherry_nb.run.testing import tiny_manifest, tiny_job
-    from cherry_nb.run.runs import RunFolder, score_artifact
+    from cherry_nb.run.runs import RunFolder
+    from cherry_nb.judge.evaluate import score_artifact
     from cherry_nb.data import save_manifest
     from cherry_nb.run.jobs import run_job
     from cherry_nb.line.deploy import save_bundle

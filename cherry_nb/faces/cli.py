@@ -5,20 +5,23 @@
 # %% ../../nbs/75_faces.cli.ipynb #973e82a4
 from __future__ import annotations
 import argparse, ast, datetime as _dt, difflib, io, json, os, re, signal, sys, time, tokenize, traceback
+import importlib.metadata
 from importlib import resources
 from pathlib import Path
 
 from ..core import *
 from .line_commands import line_parsers, LINE_COMMANDS
-from ..params import ParamError, check_params, unknown_message, check_schema, schema_checks
+from ..params import (ParamError, check_params, unknown_message, check_schema, schema_checks,
+                              ordered_pairs, order_problems)
 from ..run.runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 
 # %% auto #0
-__all__ = ['COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path', 'parameters_cell', 'workflow_params',
-           'workflow_defaults', 'params_help', 'parse_value', 'cli_values', 'path_problems', 'device_problem',
-           'aug_min_sizes', 'aug_size_problem', 'image_size_problem', 'checks_file', 'workflow_checks',
-           'write_workflow_checks', 'quick_check_params', 'check_workflow_params', 'WorkflowFailed', 'new_run_dir',
-           'describe_failure', 'workflow_of_run', 'run_workflow', 'threading_main', 'plugin_command', 'main']
+__all__ = ['QUICK_ARCHS', 'COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path', 'parameters_cell',
+           'workflow_params', 'workflow_defaults', 'params_help', 'parse_value', 'cli_values', 'path_problems',
+           'device_problem', 'aug_min_sizes', 'aug_size_problem', 'model_min_size', 'image_size_problem', 'checks_file',
+           'arch_table', 'arch_problems', 'workflow_checks', 'write_workflow_checks', 'quick_check_params',
+           'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure', 'workflow_of_run',
+           'run_workflow', 'threading_main', 'plugin_command', 'main']
 
 # %% ../../nbs/75_faces.cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -146,6 +149,22 @@ def aug_size_problem(p: dict, min_sizes: dict) -> str | None:
     return (f"parameter image_size = {s}: augmentation {p['aug']!r} needs images of at least {need} px "
             "(its blur's reflect padding)")
 
+def model_min_size(arch: str, largest: int = 256) -> int | None:
+    "The smallest square input side `arch` accepts (a trial forward on torch's 'meta' device; bisection), or None."
+    import torch, timm
+    def fits(s):
+        try:
+            with torch.device('meta'): timm.create_model(arch, num_classes=2)(torch.empty(2, 3, s, s))
+            return True
+        except (RuntimeError, ValueError): return False
+    if not fits(largest): return None
+    lo, hi = 1, largest                                   # fits(hi); find the smallest side that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid): hi = mid
+        else: lo = mid + 1
+    return lo
+
 def image_size_problem(p: dict) -> str | None:
     "Why `image_size` is too small for the augmentation or for the model (a trial forward on torch's 'meta' device)."
     if not isinstance(p.get('image_size'), int) or not p.get('arch'): return None
@@ -162,16 +181,42 @@ def image_size_problem(p: dict) -> str | None:
 def _workflow_config(src: Path):
     "The config dataclass of a packaged workflow notebook, or None (imported only here: it brings torch)."
     if src.parent != workflows_dir(): return None
-    from cherry_nb.run.runs import workflow_config
+    from cherry_nb.studies.config import workflow_config
     return workflow_config(src.stem)
 
 def checks_file(src: Path) -> Path:
     "The JSON beside a packaged workflow with the data part of its checks: `workflow_checks`."
     return src.with_name(src.stem + '.checks.json')
 
-def workflow_checks(src: Path) -> dict:
-    "The data part of a packaged workflow's checks: its config's (`params.check_schema`) and `aug_min_sizes`."
-    return dict(checks=check_schema(_workflow_config(src)), aug_min_size=aug_min_sizes())
+QUICK_ARCHS = ('convnextv2_atto', 'convnextv2_nano', 'convnextv2_tiny', 'efficientnet_lite0', 'resnet18',
+               'test_resnet')   # architectures whose smallest input side the quick checks know (the default too)
+
+def arch_table(archs=QUICK_ARCHS) -> dict:
+    "timm's version, its model names and the smallest input side of `archs` and the default: data for the quick checks."
+    import timm
+    from cherry_nb.learn.models import DEFAULT_ARCH
+    return dict(timm=timm.__version__, names=sorted({n.split('.')[0] for n in timm.list_models()}),
+                min_image_size={a: model_min_size(a) for a in sorted({DEFAULT_ARCH, *archs})})
+
+def arch_problems(p: dict, table: dict) -> list:
+    "Refusals of `arch` and `image_size` read from `table` (`arch_table`), when the timm installed here made it."
+    try: here = importlib.metadata.version('timm')
+    except importlib.metadata.PackageNotFoundError: return []
+    a, s = p.get('arch'), p.get('image_size')
+    if not table or table.get('timm') != here or not isinstance(a, str) or not a: return []
+    base = a.split('.')[0]
+    if base not in set(table['names']):
+        near = difflib.get_close_matches(base, table['names'], 3)
+        return [f"parameter arch = {a!r}: not a timm model name" + (f" (did you mean {', '.join(near)}?)" if near else '')]
+    need = table['min_image_size'].get(base)
+    if isinstance(s, int) and need and s < need: return [f"parameter image_size = {s}: too small for {a} (at least {need} px)"]
+    return []
+
+def workflow_checks(src: Path, archs=QUICK_ARCHS) -> dict:
+    "The data part of a packaged workflow's checks: schema, ordered pairs, augmentation sizes, timm's names."
+    cls = _workflow_config(src)
+    return dict(checks=check_schema(cls), ordered=[list(p) for p in ordered_pairs(cls)], aug_min_size=aug_min_sizes(),
+                arch=arch_table(archs))
 
 def write_workflow_checks() -> list:
     "Write `checks_file` of every packaged workflow (run after changing a config's checks or the augmentations)."
@@ -184,8 +229,8 @@ def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
     defaults = {k: v for k, v in workflow_defaults(name).items() if k != 'out_dir'}
     out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults,
                        schema_checks(data.get('checks', {})), f"workflow {name!r}")
-    bad = path_problems(out) + [device_problem(out.get('device')) if machine else None,
-                                aug_size_problem(out, data.get('aug_min_size', {}))]
+    bad = (path_problems(out) + order_problems(out, data.get('ordered', [])) + arch_problems(out, data.get('arch'))
+           + [device_problem(out.get('device')) if machine else None, aug_size_problem(out, data.get('aug_min_size', {}))])
     bad = [m for m in bad if m]
     if bad: raise ParamError('; '.join(bad))
     return out

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 from ..core import *
-from ..run.runs import RunFolder, DataConfig, config_from, read_record, write_params, workflow_data
+from ..run.runs import RunFolder, read_record, write_params
+from ..studies.config import DataConfig, workflow_data
+from ..params import config_from
 from .cli import run_workflow, cli_values, check_workflow_params, workflow_path, workflows_dir, WorkflowFailed
 
 # %% auto #0

@@ -16,10 +16,12 @@ from tqdm.auto import tqdm
 
 from ..core import *
 from ..learn.augment import EvalTransform
+from ..learn.models import load_artifact
+from ..data import CachedImageDataset, make_loader
 
 # %% auto #0
 __all__ = ['Predictions', 'predict', 'confusion_counts', 'class_report', 'report_markdown', 'confusion_table', 'plot_confusion',
-           'top_losses', 'plot_top_losses']
+           'top_losses', 'plot_top_losses', 'score_artifact']
 
 # %% ../../nbs/30_judge.evaluate.ipynb #e2a41e34
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -296,3 +298,16 @@ def plot_top_losses(preds: Predictions, # from `predict`
     fig.update_layout(title='Highest-loss images (true → predicted)', height=210 * rows + 80,
                       width=170 * min(ncols, len(idx)) + 40, margin=dict(l=10, r=10, t=90, b=10))
     return fig
+
+# %% ../../nbs/30_judge.evaluate.ipynb #0526c2c2
+def score_artifact(artifact,                # an artifact folder (`models.save_artifact`)
+                   df: pd.DataFrame,        # manifest rows (path, label)
+                   cache_dir=None,          # the image cache (None: none)
+                   progress: bool = True,   # show a progress bar
+                   batch_size: int = 128,   # images per forward pass
+                  ) -> Predictions:
+    "`Predictions` of the artifact on the rows of `df`, at the artifact's own input size."
+    model, meta = load_artifact(artifact)
+    size = int(meta['input_size'][-1])
+    ds = CachedImageDataset(df.reset_index(drop=True), size, CLASSES_2, 'label', cache_dir=cache_dir, progress=progress)
+    return predict(model, make_loader(ds, batch_size), progress=progress)

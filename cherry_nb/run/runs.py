@@ -4,25 +4,19 @@
 
 # %% ../../nbs/41_run.runs.ipynb #7a1aea5e
 from __future__ import annotations
-import datetime as _dt, importlib, json, os, socket, sys
-from dataclasses import dataclass, field, fields, MISSING, asdict
+import datetime as _dt, os, socket, sys
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np, pandas as pd
 from ..core import *
 from ..params import *
 from .runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
-from ..data.synth import PRESETS
-from ..learn.augment import AUG_PRESETS
-from ..judge.views import RULES
+
 
 # %% auto #0
-__all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'WORKFLOW_CONFIGS', 'RunFolder', 'check_predictions', 'write_predictions',
-           'read_predictions', 'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'DataConfig',
-           'no_views_message', 'sim_folder', 'workflow_data', 'cherry_ids', 'JobsConfig', 'TrackingConfig',
-           'score_artifact', 'read_record', 'start_attempt', 'end_attempt', 'write_params', 'read_params',
-           'workflow_config']
+__all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'RunFolder', 'check_predictions', 'write_predictions', 'read_predictions',
+           'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'read_record', 'start_attempt',
+           'end_attempt', 'write_params', 'read_params']
 
 # %% ../../nbs/41_run.runs.ipynb #32092839
 class RunFolder:
@@ -128,153 +122,6 @@ def read_metrics(run, name: str = RunFolder.METRICS) -> dict:
     if not f.is_file(): raise FileNotFoundError(f"{f}: not found (the run has not finished, or it is not a run folder)")
     return from_jsonable(read_json(f))
 
-# %% ../../nbs/41_run.runs.ipynb #2c754201
-@dataclass
-class DataConfig:
-    "Where a workflow's images come from."
-    data: str = ''                   # image folder or manifest CSV; '' renders the simulator preset below
-    metadata: str = ''               # CSV joined to the images by relpath, path or file ('': metadata.csv if present)
-    preset: str = 'quick'            # simulator preset used when data is empty
-    data_seed: int = 0               # simulator seed (and split seed for unsplit data)
-    data_root: str = 'data'          # where simulator data is rendered (reused when already there)
-    pit_as_clean: float = 0.0        # simulator annotator noise: share of true pits labelled clean
-    clean_as_pit: float = 0.0        # simulator annotator noise: share of clean cherries labelled pit
-    views: int = 1                   # images per cherry (simulator); data: grouped by <cherry>_v<k> names or cherry_id
-    rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
-    view_sampling: str = 'all'       # several views per cherry: train on 'all' views each epoch, or 'one' per cherry
-    labels: str = ''                 # labels CSV (`cherry_nb.studies.label`) joined as label3: explicit 3-class on real data
-    checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
-                                  preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES),
-                                  view_sampling=one_of('all', 'one'),
-                                  labels=satisfies(lambda v: _labels_ok(v), 'a labels CSV (data.read_labels)'))
-    def __post_init__(self):
-        if bad := self.data_problems(): raise ParamError('; '.join(bad))
-    def wants_views(self) -> bool: return self.views > 1 or self.view_sampling == 'one'
-    def data_problems(self) -> list:
-        "What the data's names and CSV headers show is wrong with these parameters (no image is opened)."
-        if not self.wants_views() or not self.data or not Path(self.data).exists(): return []
-        from cherry_nb.data import views_source
-        return [] if views_source(self.data, self.metadata) else [no_views_message(self, self.data)]
-
-def _labels_ok(path: str) -> bool:
-    "True for '' or a usable labels CSV; a `ParamError` naming the file and its bad rows otherwise."
-    if not path: return True
-    from cherry_nb.data import read_labels, LabelError
-    try: read_labels(path)
-    except LabelError as e: raise ParamError(f"parameter labels = {path!r}: {e}") from None
-    return True
-
-def no_views_message(cfg: DataConfig, src) -> str:
-    "Why `cfg` (several views per cherry) is refused on data `src` that does not group its images into cherries."
-    ask = f"views = {cfg.views}" if cfg.views > 1 else "view_sampling = 'one'"
-    return (f"parameter {ask} needs several views per cherry, but {src} does not say which images are views of one "
-            "cherry: name the files <cherry>_v<k>.<ext>, or give a cherry_id column (in the manifest CSV or in "
-            "-p metadata); views only sets how many views the simulator renders")
-
-# %% ../../nbs/41_run.runs.ipynb #ca670d6b
-def sim_folder(cfg: DataConfig) -> Path:
-    "Folder of the simulator data `cfg` asks for."
-    noise = f"-noise{cfg.pit_as_clean:g}-{cfg.clean_as_pit:g}" if cfg.pit_as_clean or cfg.clean_as_pit else ''
-    views = f"-views{cfg.views}" if cfg.views > 1 else ''
-    return Path(cfg.data_root) / f"{cfg.preset}-seed{cfg.data_seed}{noise}{views}"
-
-def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
-    from cherry_nb.data.synth import render_dataset, preset_config, config_record, SYNTH_VERSION
-    src = sim_folder(cfg)
-    want = dict(synth_version=SYNTH_VERSION, config=json.loads(to_json(config_record(preset_config(cfg.preset)))))
-    want['counts'] = {s: PRESETS[cfg.preset][f'n_{s}'] for s in ('train', 'val', 'test')}  # resized: render anew
-    have = read_json(src / 'dataset.json') if (src / 'dataset.json').exists() else {}
-    if any(have.get(k) != v for k, v in want.items()):      # missing, or rendered by another simulator version
-        say(f"rendering simulator data ({cfg.preset}, seed {cfg.data_seed}) into {src}")
-        render_dataset(src, preset=cfg.preset, seed=cfg.data_seed, pit_as_clean=cfg.pit_as_clean,
-                       clean_as_pit=cfg.clean_as_pit, views=cfg.views, progress=progress, overwrite=bool(have))
-    return src
-
-def _whole_cherries(df: pd.DataFrame, src):
-    "Refuse given splits that cut a cherry apart: its views would train and test, or calibrate and test."
-    from cherry_nb.data import check_leakage, DataError
-    leaks = check_leakage(df, 'cherry_id', warn=False).query("kind == 'cherry_id'")
-    if not len(leaks): return
-    k = leaks.key.iloc[0]; where = leaks[leaks.key == k]
-    raise DataError([(src, f"the views of {leaks.key.nunique()} cherries lie in more than one split (e.g. cherry {k}: "
-                           + ', '.join(f"{r} [{s}]" for r, s in zip(where.relpath, where.split)) + "): keep each "
-                           "cherry's views in one split, or leave the splits to the workflow")])
-
-def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
-    "(manifest, source path) of `cfg.data` (image folder or manifest CSV) or of the simulator preset."
-    from cherry_nb.data import read_manifest, read_image_folder, assign_splits, join_labels, add_cherry_ids
-    src = Path(cfg.data) if cfg.data else _render_if_needed(cfg, progress)
-    kw = dict(metadata=cfg.metadata) if cfg.metadata else {}
-    if src.suffix == '.csv': df = read_manifest(src, progress=progress, **kw)
-    else: df = read_image_folder(src, progress=progress, **kw)
-    df = add_cherry_ids(df)                                         # <cherry>_v<k> names group views too
-    if (df['split'] == '').all():                                   # views of one cherry stay in one split
-        df = assign_splits(df, seed=cfg.data_seed, group_col='cherry_id' if 'cherry_id' in df.columns else None)
-    elif cherry_ids(df) is not None: _whole_cherries(df, src)
-    if cfg.labels: df = join_labels(df, cfg.labels)                # label3 on the labelled images, '' elsewhere
-    g = cherry_ids(df)
-    if cfg.wants_views() and g is None: raise ParamError(no_views_message(cfg, src))
-    if g is not None: say(f"{len(df)} images of {len(set(g))} cherries (views grouped by {df.attrs['grouping']}): "
-                          "splits, tiers, certificates and bundles are per cherry")
-    return df, src
-
-def cherry_ids(df: pd.DataFrame) -> np.ndarray | None:
-    "The `cherry_id` of every row when some cherry has several rows (views), else None: decisions are per image."
-    if 'cherry_id' not in df.columns or not df['cherry_id'].duplicated().any(): return None
-    return df['cherry_id'].astype(str).to_numpy()
-
-# %% ../../nbs/41_run.runs.ipynb #a76a004d
-def _device_ok(v: str) -> bool:
-    return v in ('auto', 'cpu', 'cuda', 'mps') or (v.startswith('cuda:') and v[5:].isdigit())
-
-@dataclass
-class JobsConfig:
-    "How a workflow's training jobs run."
-    device: str = 'auto'             # 'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'
-    amp: str = 'auto'                # mixed precision: 'auto' (on CUDA), true, false, 'bf16' or 'fp16'
-    compile: bool = False            # torch.compile the models (worth it on a GPU for long runs)
-    workers: int = 1                 # training jobs at once (1: in this process; more: on Ray; 0: as many as fit)
-    ray_address: str = ''            # '' a local Ray when workers is not 1; 'auto' or 'ray://HEAD:10001' a cluster
-    cpus_per_job: float = 0.0        # CPUs (torch threads) per job; 0: this machine's thread count (1 CPU on Ray)
-    gpus_per_job: float = 0.0        # GPUs per job on Ray; 0.25 packs four small jobs on one GPU
-    fit_check: bool = True           # stop a job that learns nothing (stuck, train loss not falling; never stage 2)
-    fit_check_epochs: int = 10       # the earliest epoch at which the fit check may stop a job
-    checks: ClassVar[dict] = dict(device=satisfies(_device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
-                                  amp=Check(choices=('auto', 'bf16', 'fp16'), extra=(True, False)),
-                                  workers=at_least(0), cpus_per_job=at_least(0), gpus_per_job=at_least(0),
-                                  fit_check_epochs=at_least(1))
-    def job_options(self) -> dict:
-        "Keyword arguments of `jobs.run_jobs` for these settings."
-        return dict(workers=self.workers, ray_address=self.ray_address, cpus_per_job=self.cpus_per_job,
-                    gpus_per_job=self.gpus_per_job)
-    def ray(self):
-        "A context in which all the run's `run_jobs` calls share one Ray (none when jobs run in this process)."
-        from cherry_nb.run.ray_jobs import ray_for
-        return ray_for(self.workers, self.ray_address)
-    def train_settings(self, epochs: int, lr, batch_size: int, seed: int) -> dict:
-        "`TrainConfig` fields of one job."
-        from cherry_nb.learn.train import TrainConfig
-        return dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=self.device, amp=self.amp,
-                    compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4),
-                    fit_check=self.fit_check, fit_check_epochs=self.fit_check_epochs)
-
-# %% ../../nbs/41_run.runs.ipynb #0bbc0907
-@dataclass
-class TrackingConfig:
-    "Where a run is also shown."
-    mlflow_uri: str = ''             # MLflow tracking URI, e.g. sqlite:///mlflow.db ('': do not log to MLflow)
-
-# %% ../../nbs/41_run.runs.ipynb #0526c2c2
-def score_artifact(artifact, df: pd.DataFrame, cache_dir=None, progress: bool = True, batch_size: int = 128):
-    "`evaluate.Predictions` of the artifact on the rows of `df`, at the artifact's own input size."
-    from cherry_nb.data import CachedImageDataset, make_loader
-    from cherry_nb.learn.models import load_artifact
-    from cherry_nb.judge.evaluate import predict
-    model, meta = load_artifact(artifact)
-    size = int(meta['input_size'][-1])
-    ds = CachedImageDataset(df.reset_index(drop=True), size, CLASSES_2, 'label', cache_dir=cache_dir, progress=progress)
-    return predict(model, make_loader(ds, batch_size), progress=progress)
-
 # %% ../../nbs/41_run.runs.ipynb #3874ba69
 def _now() -> str: return _dt.datetime.now().isoformat(timespec='seconds')
 
@@ -348,14 +195,3 @@ def read_params(run) -> dict:
     f = Path(run) / RunFolder.PARAMS
     if not f.is_file(): raise ValueError(f"{Path(run)}: not a run folder (no {RunFolder.PARAMS})")
     return read_json(f)
-
-# %% ../../nbs/41_run.runs.ipynb #fadb003c
-WORKFLOW_CONFIGS = {'two_stage': 'cherry_nb.studies.two_stage:TwoStageConfig',
-                    'compare': 'cherry_nb.studies.compare:CompareConfig'}  # workflow notebook stem -> config dataclass
-
-def workflow_config(stem: str):
-    "The config dataclass of the packaged workflow `stem` (e.g. 'two_stage'), or None for other notebooks."
-    ref = WORKFLOW_CONFIGS.get(stem.replace('-', '_'))
-    if ref is None: return None
-    mod, cls = ref.split(':')
-    return getattr(importlib.import_module(mod), cls)
