@@ -23,7 +23,7 @@ from ..judge.tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enha
                              guaranteed_tiers, InsufficientCalibration)
 from ..run.jobs import run_jobs
 from .recipes import StudyConfig, job_common, stage1_job, stage2_job, mine
-from ..learn.train import lr_find_summary
+from ..learn.lr_find import lr_find_summary
 from ..run.runs import set_default_bundle, cherry_ids
 from ..judge.views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from ..judge.tiers import DependentCalibration, tier_metrics
