@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from cherry_nb.learn.augment import EvalTransform
-from cherry_nb.learn.train import Callback, TrainConfig, fit
+from cherry_nb.learn.learner import Callback, TrainConfig
+from cherry_nb.learn.train import fit
 
 
 def make_data(n, size, seed=0):

@@ -29,7 +29,9 @@ from cherry_nb.core import to_json, atomic_write, set_seed
 from cherry_nb.data import CachedImageDataset, make_loader, read_image_folder
 from cherry_nb.learn.models import create_model
 from cherry_nb.data.synth import render_dataset
-from cherry_nb.learn.train import NotLearning, TrainConfig, fit, fit_verdict
+from cherry_nb.learn.fit_check import NotLearning, fit_verdict
+from cherry_nb.learn.learner import TrainConfig
+from cherry_nb.learn.train import fit
 
 OLD = dict(lr=1e-3, warmup_epochs=min(1.0, 15 / 4), epochs=15, batch_size=64, aug='heavy', fit_check=False)
 LITE0 = 'efficientnet_lite0.imagenet-pypi'

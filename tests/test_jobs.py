@@ -13,7 +13,7 @@ from cherry_nb.run.jobs import (TrainJob, JobsFailed, job_log_path, plan_jobs, r
 from cherry_nb.learn.models import read_artifact_meta
 import cherry_nb.run.ray_jobs   # registers the Ray backend of `run_jobs` (workers > 1, a ray_address)
 from cherry_nb.data.synth import render_dataset
-from cherry_nb.learn.train import Callback
+from cherry_nb.learn.learner import Callback
 
 TINY = dict(batch_size=16, warmup_epochs=0)
 

@@ -1,4 +1,5 @@
-"""Tests of cherry_nb.learn.train: the fit loop and its callbacks, on a real ConvNeXt V2 atto at 32 px (CPU)."""
+"""Tests of the training loop (cherry_nb.learn.learner, .callbacks, .fit_check, .lr_find and .train): the fit loop and
+its callbacks, on a real ConvNeXt V2 atto at 32 px (CPU)."""
 import math, re, warnings
 
 import numpy as np
@@ -9,6 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from cherry_nb.learn.learner import *
+from cherry_nb.learn.callbacks import *
+from cherry_nb.learn.fit_check import *
+from cherry_nb.learn.lr_find import *
 from cherry_nb.learn.train import *
 from cherry_nb.learn.augment import EvalTransform
 
@@ -319,7 +324,7 @@ def test_lr_find_suggests_a_good_rate_and_restores_everything():
     fig = found.plot()
     assert [t.name for t in fig.data] == ['loss', 'smoothed'] and fig.layout.xaxis.type == 'log'
     toy = lr_find(atto(), loaders()[0], cfg(), aug=False, progress=False)
-    assert 1e-4 <= toy.lr <= 2e-3, toy.lr               # the toy task's good range (24_learn.train, measured)
+    assert 1e-4 <= toy.lr <= 2e-3, toy.lr               # the toy task's good range (28_learn.train, measured)
 
 
 def test_lr_finder_callback_restores_optimizer_state():
@@ -356,7 +361,8 @@ def test_progress_lines_work_piped(tmp_path):
     script.write_text(textwrap.dedent('''
         import torch, timm
         from torch.utils.data import DataLoader, TensorDataset
-        from cherry_nb.learn.train import TrainConfig, fit
+        from cherry_nb.learn.learner import TrainConfig
+        from cherry_nb.learn.train import fit
         torch.set_num_threads(1); torch.manual_seed(0)
         x, y = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16) % 2
         dl = DataLoader(TensorDataset(x, y), batch_size=8)

@@ -14,7 +14,9 @@ from ..data import CachedImageDataset, make_loader, read_manifest, save_manifest
 from ..learn.augment import FieldSimulator
 from ..learn.models import (DEFAULT_ARCH, create_model, grow_head, set_trainable, save_artifact, load_artifact,
                               read_artifact_meta, artifact_paths)
-from ..learn.train import TrainConfig, Callback, fit, lr_find_summary
+from ..learn.learner import TrainConfig, Callback
+from ..learn.lr_find import lr_find_summary
+from ..learn.train import fit
 import cherry_nb.learn.weights   # registers the named weight sources a job's `pretrained` may name
 
 # %% auto #0

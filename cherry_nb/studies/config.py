@@ -148,7 +148,7 @@ class JobsConfig:
         return ray_for(self.workers, self.ray_address)
     def train_settings(self, epochs: int, lr, batch_size: int, seed: int) -> dict:
         "`TrainConfig` fields of one job."
-        from cherry_nb.learn.train import TrainConfig
+        from cherry_nb.learn.learner import TrainConfig
         return dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=self.device, amp=self.amp,
                     compile=self.compile, warmup_epochs=min(TrainConfig.warmup_epochs, epochs / 4),
                     fit_check=self.fit_check, fit_check_epochs=self.fit_check_epochs)

@@ -25,7 +25,7 @@ from ..judge.tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, enha
 from ..run.jobs import run_jobs
 from .config import StudyConfig, job_common
 from .recipes import stage1_job, stage2_job, mine
-from ..learn.train import lr_find_summary
+from ..learn.lr_find import lr_find_summary
 from ..run.runs import set_default_bundle
 from .config import cherry_ids
 from ..judge.views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
