@@ -26,7 +26,8 @@ import numpy as np, torch
 from cherry_nb.core import set_seed, CLASSES_2
 from cherry_nb.learn.models import create_model
 from cherry_nb.judge.tiers import ThresholdPolicy
-from cherry_nb.line.deploy import save_bundle, load_bundle, export_onnx
+from cherry_nb.line.bundle import save_bundle, load_bundle
+from cherry_nb.line.onnx import export_onnx
 
 IMG_PER_CHERRY, CHERRIES_PER_LANE_S, LANES = 30, (20, 30), 40      # the line: 40 lanes, ~30 images per cherry
 TIMM_ANCHOR = 'timm: convnextv2_atto, torch.compile, batch 1, 224 px, laptop i7 CPU: 11.5 ms'
@@ -169,7 +170,8 @@ def end_to_end(a):
     "img/s of a bare onnxruntime loop and of predict_folder (torch, onnx) on rendered 128 px images, 64 px bundle."
     from cherry_nb.data.synth import render_dataset
     from cherry_nb.data import load_image
-    from cherry_nb.line.deploy import predict_folder, engine_graph, ort_session
+    from cherry_nb.line.onnx import engine_graph, ort_session
+    from cherry_nb.line.score import predict_folder
     rows, load0 = {}, os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as td:
         d = Path(td); b = make_bundle('convnextv2_atto', 64, d)

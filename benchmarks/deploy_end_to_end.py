@@ -20,7 +20,8 @@ from cherry_nb.studies.two_stage import TwoStageConfig, run_two_stage, workflow_
 from cherry_nb.learn.artifacts import read_artifact_meta
 from cherry_nb.judge.calibrate import TemperatureScaler
 from cherry_nb.judge.tiers import ProductionPolicy, enhanced_two_class, guaranteed_tiers, tier_metrics
-from cherry_nb.line.deploy import save_bundle, load_bundle, validate_onnx
+from cherry_nb.line.bundle import save_bundle, load_bundle
+from cherry_nb.line.onnx import validate_onnx
 
 
 def bundles(run: Path, cfg: TwoStageConfig, alpha: float, delta: float, beta: float):

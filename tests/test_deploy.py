@@ -14,8 +14,9 @@ from cherry_nb.judge.calibrate import TemperatureScaler
 from cherry_nb.judge.tiers import ThresholdPolicy, ArgmaxPolicy, ProductionPolicy, guaranteed_tiers, policy_from_dict
 from cherry_nb.judge.ensemble import EnsembleScores, DisagreementPolicy
 from cherry_nb.run.jobs import TrainJob, run_job
-from cherry_nb.line.deploy import (save_bundle, load_bundle, verify_bundle, BundleError, leaf_digests, predict_folder,
-                              export_onnx, validate_onnx, onnx_metadata, resolve_bundle, read_inputs)
+from cherry_nb.line.bundle import save_bundle, load_bundle, verify_bundle, BundleError, leaf_digests, resolve_bundle
+from cherry_nb.line.onnx import export_onnx, validate_onnx, onnx_metadata
+from cherry_nb.line.score import predict_folder, read_inputs
 from cherry_nb.judge.views import cherry_guaranteed_tiers, cherry_scores
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')

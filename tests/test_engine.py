@@ -12,8 +12,9 @@ from cherry_nb.learn.artifacts import save_artifact
 from cherry_nb.judge.calibrate import TemperatureScaler
 from cherry_nb.judge.tiers import ThresholdPolicy
 from cherry_nb.judge.views import CherryPolicy, cherry_scores
-from cherry_nb.line.deploy import (save_bundle, load_bundle, predict_folder, export_onnx, validate_cherry_onnx,
-                              onnx_metadata, engine_graph, ONNX_TOL)
+from cherry_nb.line.bundle import save_bundle, load_bundle
+from cherry_nb.line.onnx import export_onnx, onnx_metadata, engine_graph, ONNX_TOL
+from cherry_nb.line.score import predict_folder, validate_cherry_onnx
 
 pytest.importorskip('onnxruntime'); pytest.importorskip('onnxscript')
 EXE = str(Path(sys.executable).parent / 'cherry-nb')

@@ -12,8 +12,8 @@ from cherry_nb.learn.artifacts import save_artifact
 from cherry_nb.judge.tiers import guaranteed_tiers, ThresholdPolicy, InsufficientCalibration
 from cherry_nb.judge.views import cherry_guaranteed_tiers, resplit_coverage
 from cherry_nb.judge.calibrate import TemperatureScaler
-from cherry_nb.line.deploy import (save_bundle, load_bundle, sign_bundle, BundleError, leaf_digests, total_digest,
-                              read_inputs)
+from cherry_nb.line.bundle import save_bundle, load_bundle, sign_bundle, BundleError, leaf_digests, total_digest
+from cherry_nb.line.score import read_inputs
 from cherry_nb.line.signing import generate_keypair, PUBLIC_KEY_ENV
 from cherry_nb.line.watch import audit_sequence, pit_rate_cs, arrival_order_problem
 from cherry_nb.line.recalibrate import recalibrate, raw_scores, p_pit_at

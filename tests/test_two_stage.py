@@ -62,7 +62,7 @@ def test_workflow_end_to_end(tiny, tmp_path):
     assert r.returncode == 0 and 'pit-miss' in r.stdout, r.stderr[-3000:]
     pred = pd.read_csv(tmp_path / 'pred' / 'predictions.csv')
     assert len(pred) == 120 and (pred.method == 'two-stage (seed)').all()
-    from cherry_nb.line.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.bundle import load_bundle, resolve_bundle
     b = load_bundle(resolve_bundle(run))
     sc = b.predict(list(pred.path))
     assert (sc.tiers == pred.tier.to_numpy()).all() and np.allclose(sc.p_pit, pred.p_pit, atol=1e-6)

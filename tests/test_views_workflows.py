@@ -45,7 +45,7 @@ def test_two_stage_with_three_views(tmp_path):
     rep = (run / 'report.md').read_text()
     assert 'Per cherry' in rep and 'Rates count cherries' in rep
     # the default bundle decides per cherry: new views of new cherries get one tier each
-    from cherry_nb.line.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.bundle import load_bundle, resolve_bundle
     assert load_bundle(resolve_bundle(run)).unit == 'cherry' and {'cherry-production', 'cherry-enhanced'} <= set(
         p.name for p in (run / 'bundles').iterdir())
     new = render_dataset(tmp_path / 'new', n_train=0, n_val=0, n_test=10, size=32, views=3, seed=11, workers=1,
@@ -70,7 +70,7 @@ def test_compare_with_three_views(tmp_path):
     ns = {a['certified_accept_share']['n'] for a in au['methods']}
     assert au['unit'] == 'cherry' and len(ns) == 1 and 0 < ns.pop() <= 48      # test cherries, not their views
     assert 'Every rate counts **cherries (mean of its views)**' in (run / 'report.md').read_text()
-    from cherry_nb.line.deploy import load_bundle
+    from cherry_nb.line.bundle import load_bundle
     units = {b.name: load_bundle(b).unit for b in (run / 'bundles').iterdir() if b.is_dir()}
     assert units and set(units.values()) == {'cherry'}, units
 
@@ -124,7 +124,7 @@ def test_two_stage_on_named_views(tmp_path):
     assert cg['n_cherries'] == val.cherry_id.nunique() and cg['n_views'] == len(val) == 3 * cg['n_cherries']
     bundles = {p.name for p in (run / 'bundles').iterdir() if p.is_dir()}
     assert {'cherry-production', 'cherry-enhanced', 'cherry-guaranteed'} <= bundles and 'guaranteed' not in bundles
-    from cherry_nb.line.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.bundle import load_bundle, resolve_bundle
     assert load_bundle(resolve_bundle(run)).unit == 'cherry' and load_bundle(run / 'bundles/cherry-guaranteed').unit \
         == 'cherry'
     assert 'Rates count cherries' in (run / 'report.md').read_text()
@@ -141,7 +141,7 @@ def test_compare_on_named_views(tmp_path):
     n_val = man[man.split == 'val'].cherry_id.nunique()
     assert cert['unit'] == 'cherry' and cert['n_cherries'] == n_val and cert['n_views'] == 3 * n_val
     assert f'per cherry (max of its views; {n_val} calibration cherries)' in (run / 'report.md').read_text()
-    from cherry_nb.line.deploy import load_bundle
+    from cherry_nb.line.bundle import load_bundle
     units = {b.name: load_bundle(b).unit for b in (run / 'bundles').iterdir() if b.is_dir()}
     assert set(units) == {'enhanced-2-class', 'guaranteed-2-class'} and set(units.values()) == {'cherry'}, units
 

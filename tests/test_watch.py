@@ -166,7 +166,7 @@ def test_watch_command_end_to_end(tmp_path):
     from cherry_nb.judge.evaluate import score_artifact
     from cherry_nb.data import save_manifest
     from cherry_nb.run.jobs import run_job
-    from cherry_nb.line.deploy import save_bundle
+    from cherry_nb.line.bundle import save_bundle
     from cherry_nb.judge.tiers import ThresholdPolicy
     exe = str(Path(sys.executable).parent / 'cherry-nb')
     df = tiny_manifest(n_val=60)

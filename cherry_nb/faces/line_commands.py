@@ -25,7 +25,7 @@ def pin_args(p: argparse.ArgumentParser):
 
 def open_bundle(a):
     "The bundle `a.bundle` names (a bundle or run folder), verified, pinned and signature-checked as `a` asks."
-    from cherry_nb.line.deploy import load_bundle, resolve_bundle
+    from cherry_nb.line.bundle import load_bundle, resolve_bundle
     return load_bundle(resolve_bundle(a.bundle), expect_digest=getattr(a, 'expect_digest', None),
                        public_key=getattr(a, 'public_key', None))
 
@@ -35,7 +35,7 @@ def _out(a, prefix: str) -> Path:
 # %% ../../nbs/74_faces.line_commands.ipynb #2b220501
 def predict_command(a) -> int:
     "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C | --group-pattern RE] [--group-rule R] [--watch]`."
-    from cherry_nb.line.deploy import predict_folder, NothingToScore
+    from cherry_nb.line.score import predict_folder, NothingToScore
     from cherry_nb.line.watch import watch_predictions, watch_summary, cherry_stream, check_arrival_order, bundle_reference
     out, tc, b = _out(a, 'predictions'), getattr(a, 'time_col', None), open_bundle(a)
     if getattr(a, 'watch', False): bundle_reference(b); check_arrival_order(a.input, tc, getattr(a, 'order', 'check'))
@@ -66,7 +66,8 @@ def watch_command(a) -> int:
 
 def export_command(a) -> int:
     "`cherry-nb export BUNDLE|RUN --onnx OUT.onnx [--check INPUT]`: export and validate with onnxruntime."
-    from cherry_nb.line.deploy import read_inputs, export_onnx, validate_onnx
+    from cherry_nb.line.score import read_inputs
+    from cherry_nb.line.onnx import export_onnx, validate_onnx
     b = open_bundle(a); imgs = None
     if b.unit == 'cherry': return _export_cherry(b, a.onnx, getattr(a, 'check', None))
     if getattr(a, 'check', None):
@@ -81,7 +82,8 @@ def export_command(a) -> int:
 
 def _export_cherry(b, out, check) -> int:
     "A per-cherry bundle's export: views [C,V,3,H,W] + valid [C,V] -> the cherry's score and tier (rule inside)."
-    from cherry_nb.line.deploy import export_onnx, validate_cherry_onnx
+    from cherry_nb.line.onnx import export_onnx
+    from cherry_nb.line.score import validate_cherry_onnx
     path = export_onnx(b, out)
     v = validate_cherry_onnx(b, path, check) if check else None
     h, w = b.input_size
@@ -102,7 +104,7 @@ def calibrate_command(a) -> int:
 
 def sign_command(a) -> int:
     "`cherry-nb sign BUNDLE|RUN --key PRIVATE_KEY`: writes signature.json into the bundle folder."
-    from cherry_nb.line.deploy import sign_bundle, resolve_bundle, load_bundle
+    from cherry_nb.line.bundle import sign_bundle, resolve_bundle, load_bundle
     path = sign_bundle(resolve_bundle(a.bundle), a.key)
     rec = read_json(path)
     print(f"signed bundle {rec['digest'][:12]} with key {rec['key_id']}: {path}"); return 0

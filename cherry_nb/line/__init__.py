@@ -1,5 +1,6 @@
-"""The production line: signatures (`signing`), certified bundles, their scoring and ONNX export (`deploy`),
-recalibration on the line's cherries (`recalibrate`) and the watch (`watch`).
+"""The production line: signatures (`signing`), certified bundles (`bundle`), their ONNX export and onnxruntime
+engine (`onnx`), scoring folders with them (`score`), recalibration on the line's cherries (`recalibrate`) and the
+watch (`watch`).
 
 Written by hand (nbdev exports the modules, not this file); it imports nothing, so importing one module of the
 part does not import the others."""

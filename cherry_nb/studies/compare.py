@@ -370,7 +370,7 @@ def bundle_policy(out: MethodOutput, S: SeedScores) -> tuple:
 
 def method_bundle(run, name: str, out: MethodOutput, S: SeedScores) -> Path:
     "The decision of method `name` on the seed of `S` as a bundle in `<run>/bundles/<slug>/`."
-    from cherry_nb.line.deploy import save_bundle
+    from cherry_nb.line.bundle import save_bundle
     run = RunFolder(run); sd = run / f'seed{S.seed}'
     models = [sd / 'artifacts' / n for n in (out.deploy or out.models)]
     pol, unit = bundle_policy(out, S)

@@ -309,7 +309,7 @@ def verify_lineage(run) -> dict:
 # %% ../../nbs/62_studies.two_stage.ipynb #ea1c35ff
 def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: dict) -> list:
     "The run's decisions as bundles (see above); returns their names. The default is `production`."
-    from cherry_nb.line.deploy import save_bundle
+    from cherry_nb.line.bundle import save_bundle
     run = RunFolder(run); dv, qv = scores['val']; yv = pit_truth(dv); p1v = ts.probs(qv['stage1'].logits)[:, 1]
     lin = read_artifact_meta(run.artifact('deployed'))['lineage']
     kw = dict(lineage={k: lin[k] for k in ('stage1_hash', 'stage2_hash', 'mining_manifest_hash',
