@@ -9,11 +9,11 @@ import pytest
 from scipy import stats
 
 from cherry_nb.core import atomic_write_json, read_json, to_json
-from cherry_nb.judge.tiers import (POLICY_CLASSES, ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration,
+from cherry_nb.judge.tiers import (POLICY_CLASSES, PVALUES, ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration,
                              ProductionPolicy, ThresholdPolicy, aurc, binomial_pvalue, calibration_size_needed,
                              cost_curve, cost_table, enhanced_two_class, evaluate_policy, guaranteed_tiers, pit_scores,
                              policy_from_dict, register_policy, risk_coverage, risk_coverage_figure, score_histogram,
-                             tier_metrics)
+                             tier_metrics, risk_pvalues, bentkus_pvalue, wsr_capital)
 
 CLEAN_AB, PIT_AB = (1.5, 6.0), (5.0, 1.5)      # simulator-like scores: clean ~ Beta(1.5, 6), pit ~ Beta(5, 1.5)
 
@@ -256,6 +256,78 @@ def test_guarantee_holds_over_random_calibration_splits():
     test_pits = rng.beta(*PIT_AB, (n_splits, 2000))
     test_miss = (test_pits < th[:, :1]).mean(1)
     assert abs(test_miss.mean() - miss.mean()) < 0.003 and test_miss.mean() < alpha
+
+
+# ---------------------------------------------------------------- p-values of Learn-then-Test
+@pytest.mark.parametrize('n,alpha', [(100, 0.05), (200, 0.02)])
+def test_pvalues_are_super_uniform_under_the_null(n, alpha):
+    """Bernoulli(alpha) losses sit on the null's boundary (risk = alpha, the hardest case for H0 'risk > alpha'):
+    every p-value of PVALUES is <= x in at most a share x of 20,000 samples, within 3 binomial standard deviations,
+    at every level x; with the risk above alpha it rejects even less."""
+    rng = np.random.default_rng(n)
+    for risk in (alpha, 1.5 * alpha):
+        losses = rng.random((n, 20000)) < risk
+        for m in PVALUES:
+            p = risk_pvalues(losses, alpha, 0.1, m)
+            for x in (0.02, 0.05, 0.1, 0.2, 0.5):
+                assert (p <= x).mean() <= x + 3 * math.sqrt(x * (1 - x) / 20000), (m, risk, x, (p <= x).mean())
+            if risk > alpha: assert (p <= 0.1).mean() < 0.05, m
+
+
+def test_wsr_capital_is_a_fair_bet_at_the_null():
+    "At risk = alpha the WSR capital is a martingale (mean 1 at every step); above alpha it loses (a supermartingale)."
+    rng = np.random.default_rng(0); alpha = 0.05
+    at = np.exp(wsr_capital(rng.random((100, 40000)) < alpha, alpha, 0.1))
+    mean, se = at.mean(1), at.std(1) / math.sqrt(at.shape[1])
+    assert np.all(np.abs(mean - 1) < 4 * se + 1e-12)           # at every step, within 4 standard errors
+    above = np.exp(wsr_capital(rng.random((100, 40000)) < 2 * alpha, alpha, 0.1))[-1]
+    assert above.mean() + 4 * above.std() / 200 < 1
+    # the bet is predictable: the first factor does not see the first loss (nu_1 from the prior variance 1/4)
+    lk = wsr_capital(np.array([[0.0], [1.0]]), alpha, 0.1)
+    nu1 = min(1.0, math.sqrt(2 * math.log(10) / (2 * 0.25)))
+    assert lk[0, 0] == pytest.approx(math.log1p(nu1 * alpha))
+
+
+def test_count_only_pvalues_order_and_options():
+    """For binary losses Bentkus is never below the exact binomial (so it certifies a prefix of its thresholds), at
+    zero losses Hoeffding equals the binomial; WSR reads the order; the option names one registry entry."""
+    for n in (50, 230, 1000):
+        k = np.arange(n + 1); L = np.arange(n)[:, None] < k
+        assert np.all(bentkus_pvalue(L, 0.02) >= binomial_pvalue(k, n, 0.02) * (1 - 1e-12))
+        assert risk_pvalues(L[:, :1], 0.02, 0.1, 'bentkus')[0] == pytest.approx(0.98 ** n)
+    first = (np.arange(500) < 5).astype(float)
+    assert risk_pvalues(first, 0.01, 0.1, 'wsr')[0] != risk_pvalues(first[::-1], 0.01, 0.1, 'wsr')[0]
+    assert risk_pvalues(first, 0.01, 0.1, 'binomial')[0] == risk_pvalues(first[::-1], 0.01, 0.1, 'binomial')[0]
+    with pytest.raises(ValueError, match='0/1'): risk_pvalues([0.5, 0.0], 0.1, 0.1, 'binomial')
+    with pytest.raises(ValueError, match='unknown p-value'): risk_pvalues([0, 1], 0.1, 0.1, 'hoeffding')
+    assert [calibration_size_needed(0.01, 0.1, pvalue=m) for m in ('binomial', 'bentkus')] == [230, 230]
+    assert calibration_size_needed(0.01, 0.1, pvalue='wsr') > 230
+    s, y = scores(300, 235, seed=5)                  # 235 pits: enough for the binomial, not for WSR
+    assert guaranteed_tiers(s, y, 0.01, 0.1, beta=None).pvalue == 'binomial'
+    with pytest.raises(InsufficientCalibration) as e: guaranteed_tiers(s, y, 0.01, 0.1, beta=None, pvalue='wsr')
+    assert e.value.needed == calibration_size_needed(0.01, 0.1, pvalue='wsr')
+    with pytest.raises(ValueError, match='unknown p-value'): guaranteed_tiers(s, y, pvalue='hb')
+
+
+def test_measured_pvalue_ordering():
+    """The ordering benchmarks/certificate_levers.py measured: Bentkus never certifies a higher threshold than the
+    binomial (its p-values are never lower), WSR on average a lower one (toy scores, alpha 2%, 500 pits: -2.4 points
+    of accept share there) but not always: losses early in the order let it certify more losses than the binomial."""
+    rng, cand = np.random.default_rng(7), np.linspace(0, 0.6, 601)
+    th = {m: [] for m in PVALUES}
+    for _ in range(100):
+        sp = rng.beta(*PIT_AB, 500); y = np.ones(500, int)
+        for m in PVALUES: th[m].append(guaranteed_tiers(sp, y, 0.02, 0.1, beta=None, candidates=cand, pvalue=m)
+                                       .accept_threshold)
+    th = {m: np.array(v) for m, v in th.items()}
+    assert np.all(th['bentkus'] <= th['binomial']) and np.any(th['bentkus'] < th['binomial'])
+    share = {m: stats.beta.cdf(t, *PIT_AB) * 0.4 + stats.beta.cdf(t, *CLEAN_AB) * 0.6 for m, t in th.items()}
+    d = share['wsr'] - share['binomial']
+    assert d.mean() + 3 * d.std() / math.sqrt(len(d)) < 0, (d.mean(), d.std())   # lower on average, by 3 s.e.
+    assert np.any(d > 0)                                                  # but above in some draws
+    early = (np.arange(1000)[:, None] < np.arange(12)).astype(float)      # k losses first, then zeros
+    k_ok = {m: int(np.flatnonzero(risk_pvalues(early, 0.01, 0.1, m) <= 0.1)[-1]) for m in PVALUES}
+    assert k_ok['wsr'] > k_ok['binomial'] >= k_ok['bentkus'], k_ok
 
 
 # ---------------------------------------------------------------- risk-coverage

@@ -13,11 +13,12 @@ from scipy import stats
 from ..core import *
 
 # %% auto #0
-__all__ = ['POLICY_CLASSES', 'pit_scores', 'as_pit_truth', 'register_policy', 'ThresholdPolicy', 'enhanced_two_class',
+__all__ = ['POLICY_CLASSES', 'PVALUES', 'pit_scores', 'as_pit_truth', 'register_policy', 'ThresholdPolicy', 'enhanced_two_class',
            'ArgmaxPolicy', 'ProductionPolicy', 'policy_from_dict', 'Costs', 'TierMetrics', 'tier_metrics',
            'evaluate_policy', 'score_histogram', 'cost_table', 'cost_curve', 'InsufficientCalibration',
-           'binomial_pvalue', 'fixed_sequence', 'calibration_size_needed', 'GuaranteedTiers', 'DependentCalibration',
-           'guaranteed_tiers', 'risk_coverage', 'aurc', 'risk_coverage_figure']
+           'binomial_pvalue', 'fixed_sequence', 'calibration_size_needed', 'bentkus_pvalue', 'wsr_capital',
+           'wsr_pvalue', 'risk_pvalues', 'GuaranteedTiers', 'DependentCalibration', 'guaranteed_tiers', 'risk_coverage',
+           'aurc', 'risk_coverage_figure']
 
 # %% ../../nbs/32_judge.tiers.ipynb #85a06659
 def pit_scores(probs_or_scores) -> np.ndarray:
@@ -289,19 +290,74 @@ def fixed_sequence(pvalues, delta: float) -> int:
     fail = np.flatnonzero(np.asarray(pvalues) > delta)
     return int(fail[0]) if len(fail) else len(pvalues)
 
-def calibration_size_needed(alpha: float, delta: float, k: int = 0) -> int:
-    "Smallest n with P(Binomial(n, alpha) <= k) <= delta (k = 0: ceil(log(delta) / log(1 - alpha)))."
-    n = max(k + 1, math.ceil(math.log(delta) / math.log1p(-alpha)) - 2)
-    while binomial_pvalue(k, n, alpha) > delta: n += 1
+def calibration_size_needed(alpha: float, delta: float, k: int = 0, pvalue: str = 'binomial') -> int:
+    "Smallest n certifying after k losses: P(Binomial(n, alpha) <= k) <= delta; other `PVALUES`: the k losses first."
+    n = max(k + 1, math.ceil(math.log(delta) / math.log1p(-alpha)) - 2)   # the zero-loss binomial bound, counted up
+    if pvalue == 'binomial': p = lambda n: binomial_pvalue(k, n, alpha)
+    else: p = lambda n: risk_pvalues(np.r_[np.ones(k), np.zeros(n - k)], alpha, delta, pvalue)[0]
+    while p(n) > delta: n += 1
     return n
 
 def _check_level(name, v):
     if not (0 < v < 1): raise ValueError(f"{name} must lie strictly between 0 and 1; got {v}")
 
+# %% ../../nbs/32_judge.tiers.ipynb #16b628ff
+def _losses(losses) -> np.ndarray:
+    "Losses [n, m] (one column per hypothesis, rows in betting order) in [0, 1]: booleans as they are, else float64."
+    L = np.asarray(losses)
+    if L.ndim == 1: L = L[:, None]
+    if L.ndim != 2: raise ValueError(f"losses must be [n] or [n, hypotheses]; got shape {L.shape}")
+    if L.dtype == bool: return L
+    L = L.astype(np.float64)
+    if not np.isfinite(L).all() or (L < 0).any() or (L > 1).any(): raise ValueError("losses must lie in [0, 1]")
+    return L
+
+def _binomial_losses(losses, alpha: float, delta: float | None = None) -> np.ndarray:
+    "`binomial_pvalue` at k = the summed binary losses of each column."
+    L = _losses(losses)
+    if L.dtype != bool and not np.isin(L, (0, 1)).all():
+        raise ValueError("the binomial p-value needs 0/1 losses (see 'bentkus', 'wsr')")
+    k = np.count_nonzero(L, 0) if L.dtype == bool else L.sum(0).round().astype(np.int64)
+    return binomial_pvalue(k, len(L), alpha)
+
+def bentkus_pvalue(losses, alpha: float, delta: float | None = None) -> np.ndarray:
+    "Hoeffding-Bentkus p-value of H0 'mean loss > alpha' per column: min(exp(-n KL), e P(Bin(n, alpha) <= ceil(n r)))."
+    from scipy.special import rel_entr
+    L = _losses(losses); n = len(L); r = np.minimum(L.mean(0), alpha)
+    hoeffding = np.exp(-n * (rel_entr(r, alpha) + rel_entr(1 - r, 1 - alpha)))
+    bentkus = math.e * stats.binom.cdf(np.ceil(L.sum(0) - 1e-9), n, alpha)
+    return np.minimum(1.0, np.minimum(hoeffding, bentkus))
+
+def wsr_capital(losses, alpha: float, delta: float) -> np.ndarray:
+    "Log capital [n, m] of the Waudby-Smith-Ramdas bets against H0 'mean loss > alpha' (bets tuned to level delta)."
+    L = _losses(losses); n = len(L); i = np.arange(1, n + 1)[:, None]
+    mu = (0.5 + np.cumsum(L, 0)) / (1 + i)                          # running mean, started at 1/2
+    var = (0.25 + np.cumsum((L - mu) ** 2, 0)) / (1 + i)            # running variance, started at 1/4
+    var_before = np.vstack([np.full((1, L.shape[1]), 0.25), var[:-1]])
+    nu = np.minimum(1.0, np.sqrt(2 * math.log(1 / delta) / (n * var_before)))   # bet j uses losses before j
+    return np.cumsum(np.log1p(-nu * (L - alpha)), 0)
+
+def wsr_pvalue(losses, alpha: float, delta: float = 0.1) -> np.ndarray:
+    "1 / max_i K_i of `wsr_capital` per column (Ville's inequality): valid for losses in an order unrelated to them."
+    if len(_losses(losses)) == 0: return np.ones(_losses(losses).shape[1])
+    return np.exp(-np.maximum(wsr_capital(losses, alpha, delta).max(0), 0.0))
+
+PVALUES: dict = dict(binomial=_binomial_losses, bentkus=bentkus_pvalue, wsr=wsr_pvalue)  # name -> f(losses, a, d)
+
+def risk_pvalues(losses,                 # losses [n] or [n, hypotheses] in [0, 1], rows in calibration order
+                 alpha: float,           # the risk level of H0 'mean loss > alpha'
+                 delta: float = 0.1,     # the level the p-values will be compared with (tunes the WSR bets)
+                 pvalue: str = 'binomial',  # a key of `PVALUES`
+                ) -> np.ndarray:
+    "One p-value per column of H0 'mean loss > alpha', by the method `pvalue` of `PVALUES`."
+    if pvalue not in PVALUES: raise ValueError(f"unknown p-value {pvalue!r}; expected one of {list(PVALUES)}")
+    return np.asarray(PVALUES[pvalue](losses, alpha, delta), dtype=np.float64)
+
+
 # %% ../../nbs/32_judge.tiers.ipynb #35c6b975
 @dataclass
 class GuaranteedTiers:
-    "Accept / reject thresholds certified on a calibration split (Learn-then-Test, fixed-sequence, binomial p-values)."
+    "Accept / reject thresholds certified on a calibration split (Learn-then-Test, fixed-sequence, `PVALUES`).."
     accept_threshold: float        # accept iff pit score < this
     reject_threshold: float        # reject iff pit score >= this (>= accept_threshold)
     alpha: float                   # target pit-miss rate
@@ -318,6 +374,7 @@ class GuaranteedTiers:
     cal_review: Rate | None = None        # empirical review rate on the calibration split
     unit: str = 'image'                   # what one calibration row is: 'image' or 'cherry'
     n_groups: int | None = None           # distinct groups (e.g. cherries) among the calibration rows, when given
+    pvalue: str = 'binomial'              # the p-value of Learn-then-Test, a key of `PVALUES`
 
     @property
     def valid_accept(self) -> np.ndarray:
@@ -378,6 +435,7 @@ def guaranteed_tiers(scores,                        # pit scores [N] (or probabi
                      groups=None,                   # group of each row (e.g. cherry_id); None: rows are independent
                      unit: str = 'image',           # what one row is, 'image' or 'cherry' (stated in the certificate)
                      allow_dependent: bool = False, # certify per image although a group has several rows
+                     pvalue: str = 'binomial',      # Learn-then-Test p-value, a key of `PVALUES`
                     ) -> GuaranteedTiers:
     "Accept threshold: pit-miss <= alpha w.p. >= 1-delta; reject threshold: false-reject <= beta (Learn-then-Test)."
     s = pit_scores(scores); y = as_pit_truth(y_pit, len(s))
@@ -387,29 +445,29 @@ def guaranteed_tiers(scores,                        # pit scores [N] (or probabi
     if beta is not None: _check_level('beta', beta); _check_level('delta_reject', delta_reject)
     c = np.linspace(0, 1, 1001).round(12) if candidates is None else np.unique(np.asarray(candidates, dtype=np.float64))
     if len(c) == 0 or c[0] < 0 or c[-1] > 1: raise ValueError("candidate thresholds must be a non-empty set in [0, 1]")
-    sp, sc = np.sort(s[y == 1]), np.sort(s[y == 0])
-    # accept side: k(t) = pits with s < t, increasing in t; test ascending
-    k_acc = np.searchsorted(sp, c, 'left')
-    p_acc = binomial_pvalue(k_acc, len(sp), alpha)
+    if pvalue not in PVALUES: raise ValueError(f"unknown p-value {pvalue!r}; expected one of {list(PVALUES)}")
+    sp, sc = s[y == 1], s[y == 0]                   # calibration order (the order the WSR bets in)
+    # accept side: loss of a pit at t = (s < t), its count increasing in t; test ascending
+    p_acc = risk_pvalues(sp[:, None] < c, alpha, delta, pvalue)
     n_ok = fixed_sequence(p_acc, delta)
     if n_ok == 0:
-        need = calibration_size_needed(alpha, delta, int(k_acc[0]))
+        need = calibration_size_needed(alpha, delta, int((sp < c[0]).sum()), pvalue)
         raise InsufficientCalibration(need, len(sp), alpha, delta, 'pit')
     t_acc = float(c[n_ok - 1])
     # reject side: k(t) = cleans with s >= t, decreasing in t; test descending
     if beta is None: t_rej, p_rej = t_acc, None
     else:
-        k_rej = len(sc) - np.searchsorted(sc, c, 'left')
-        p_rej = binomial_pvalue(k_rej, len(sc), beta)
+        p_rej = risk_pvalues(sc[:, None] >= c, beta, delta_reject, pvalue)
         m_ok = fixed_sequence(p_rej[::-1], delta_reject)
         if m_ok == 0:
-            raise InsufficientCalibration(calibration_size_needed(beta, delta_reject, int(k_rej[-1])), len(sc), beta,
-                                          delta_reject, 'clean')
+            need = calibration_size_needed(beta, delta_reject, int((sc >= c[-1]).sum()), pvalue)
+            raise InsufficientCalibration(need, len(sc), beta, delta_reject, 'clean')
         t_rej = max(float(c[len(c) - m_ok]), t_acc)
     tiers = _tiers_from_thresholds(s, t_acc, t_rej)
     m = tier_metrics(tiers, y)
     return GuaranteedTiers(t_acc, t_rej, alpha, delta, beta, delta_reject if beta is not None else None, len(sp),
-                           len(sc), c, p_acc, p_rej, m.pit_miss, m.false_reject, m.review, unit, n_groups)
+                           len(sc), c, p_acc, p_rej, m.pit_miss, m.false_reject, m.review, unit, n_groups,
+                           pvalue)
 
 # %% ../../nbs/32_judge.tiers.ipynb #ec14f663
 def risk_coverage(scores, y_pit, mode: str = 'accept') -> pd.DataFrame:
