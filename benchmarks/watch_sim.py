@@ -21,14 +21,15 @@ runs/watch-sim/ (both git-ignored). It took 56 minutes on the busy shared 2-core
   ranked by `choose_default`.
 Everything in `sim` is seeded: a rerun on the same scores reproduces the tables exactly.
 
-`power` (scores only, a few minutes on 2 busy cores) compares the old default watch (5-bin histogram bettors), the
-new multi-scale watch (`NEW_WATCH`), a windowed KS test, a Shewhart chart and a CUSUM in the issue's protocol:
+`power` (scores only, a few minutes on 2 busy cores) compares the default watch (5-bin histogram bettors), the
+multi-scale watch (`NEW_WATCH`), the KS-cut watch (`KS_WATCH`: a bettor per cut and tilt, fixed share), a windowed
+KS test, a Shewhart chart and a CUSUM in the issue's protocol:
 streams of 200 in-distribution cherries, then 800 shifted ones (reference = the calibration split, level 1%).
 Shifts: the simulator's pools, plus milder and gradual ones made at the score level from the same cherries (each
 cherry's logit moved a fraction of the way from its unshifted to its shifted score: `gain~0.9` is 40% of the way
 to `dim-0.5` (exposure x0.75), i.e. about a gain of 0.9; `blur~1.5px` 30% of the way to `blur-0.5` (+5 px motion);
 `... ramp` goes from 0 to 100% over the 800 cherries). It writes benchmarks/results/watch_power.{md,json}:
-  nice -n 5 python benchmarks/watch_sim.py power --streams 200
+  nice -n 5 python benchmarks/watch_sim.py power --streams 200 --seed 1   # seed 1: held out from tuning KS_WATCH
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -188,6 +189,10 @@ def choose_default(guarantee, delays):
 
 
 NEW_WATCH = dict(betting='multiscale', bins=16, concentrations=(1, 8), discounts=(1.0, 0.99))
+KS_WATCH = dict(betting='ks')                  # 16 bins, tilts +-0.2 / +-0.4, fixed share 0.001 (its defaults)
+WATCHES = {'watch, old default (histogram, 5 bins)': {},
+           'watch, multiscale (16 bins, forgetting 0.99)': NEW_WATCH,
+           'watch, KS-cut (betting=ks)': KS_WATCH}
 PRE, POST = 200, 800
 
 
@@ -220,8 +225,7 @@ def power_monitors(cal, level=0.01):
     w = lambda kw: lambda st: np.array([watch_alarms(cal, x[None], level=level, seed=i, **kw)[0]
                                         for i, x in enumerate(st)])
     h = cusum_limit(cal, PRE + POST, level)
-    return {'watch, old default (histogram, 5 bins)': w({}),
-            'watch, new (multiscale 16 bins, forgetting 0.99)': w(NEW_WATCH),
+    return {**{name: w(kw) for name, kw in WATCHES.items()},
             'KS, windows of 200 (level 1% each)': lambda st: ks_alarms(cal, st, 200, level),
             'KS, windows of 200 (Bonferroni: 1% / 5 windows)': lambda st: ks_alarms(cal, st, 200, level / 5),
             'Shewhart mean chart (50, 3 sd)': lambda st: shewhart_alarms(cal, st),
@@ -234,9 +238,8 @@ def stage_power(a):
     streams, mons, rows = power_streams(z, a.streams, rng), power_monitors(cal), []
     union = np.r_[cal, z['none_score'].astype(np.float64)]               # the guarantee's setting: a fresh split
     perms = [rng.permutation(len(union)) for _ in range(a.streams)]
-    for name in list(mons)[:2]:
-        kw = {} if 'old' in name else NEW_WATCH
-        from cherry_nb.line.watch import Watch
+    from cherry_nb.line.watch import Watch
+    for name, kw in WATCHES.items():
         t = [Watch(union[p[:N_CAL]], level=0.01, seed=i, **kw).update(union[p[N_CAL:N_CAL + PRE + POST]])['alarm_at']
              for i, p in enumerate(perms)]
         rows.append(dict(monitor=name, shift='none, fresh split', **_rate_row(sum(x is not None for x in t), len(t))))
@@ -250,7 +253,7 @@ def stage_power(a):
                              median_delay=float(np.median(d)) if len(d) else None))
         print(f"{shift}: " + ', '.join(f"{r['monitor'].split(' (')[0]} {r['detected']['count']}"
                                        for r in rows[-len(mons):]), flush=True)
-    res = dict(info=dict(streams=a.streams, seed=a.seed, pre=PRE, post=POST, new_watch=NEW_WATCH,
+    res = dict(info=dict(streams=a.streams, seed=a.seed, pre=PRE, post=POST, watches=WATCHES,
                          seconds=round(time.time() - t0), command='nice -n 5 python benchmarks/watch_sim.py power '
                                                                  f'--streams {a.streams} --seed {a.seed}'), rows=rows)
     from cherry_nb.core import atomic_write_json, atomic_write
@@ -272,17 +275,17 @@ def power_markdown(res) -> str:
                        for r in res['rows'] if 'detected' not in r])
     i = res['info']
     return '\n'.join([
-        '# Watch power: old and new watch against KS, Shewhart and CUSUM', '',
+        '# Watch power: the watches against KS, Shewhart and CUSUM', '',
         f"Command: `{i['command']}` ({i['seconds']} s; scores from benchmarks/results/watch_scores.npz). "
         f"{i['streams']} streams per shift: {i['pre']} in-distribution cherries, then {i['post']} shifted ones; "
-        "reference = the calibration split (2000 scores); level 1%. New watch: " + json.dumps(i['new_watch']) + '.',
+        "reference = the calibration split (2000 scores); level 1%. Watch settings: " + json.dumps(i['watches']) + '.',
         '', 'Each cell: detected after the change within the stream / median delay after the change (detected '
-        'streams) / false alarms (an alarm before the change); in the row `none` every alarm is false. Only the two '
+        'streams) / false alarms (an alarm before the change); in the row `none` every alarm is false. Only the '
         'watches are anytime-valid (level 1% over an unbounded stream); KS tests each window at 1% (5 looks in 1000 '
         'cherries) or at 0.2% (Bonferroni over the 5 windows: 1% within 1000 cherries, not beyond); Shewhart and '
         'CUSUM limits are fitted to the reference.', '',
         md_table(tab.reset_index()), '',
-        "False alarms of the two watches in the guarantee's own setting (reference and a "
+        "False alarms of the watches in the guarantee's own setting (reference and a "
         f"{i['pre'] + i['post']}-cherry stream a fresh random split of the 5000 unshifted scores):", '',
         md_table(fa), ''])
 

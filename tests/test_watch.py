@@ -15,6 +15,8 @@ from cherry_nb.line.watch import (Watch, Reference, watch_scores, write_watch, w
 
 
 MULTISCALE = dict(betting='multiscale', bins=16, concentrations=(1, 8), discounts=(1.0, 0.99))   # the new watch
+KS = dict(betting='ks')                                                  # a bettor per cut and tilt, fixed share
+SCORES = Path(__file__).resolve().parents[1] / 'benchmarks' / 'results' / 'watch_scores.npz'   # simulator scores
 
 
 def mixture(n, rng, pit=(5.0, 1.5), share=0.4):
@@ -23,7 +25,8 @@ def mixture(n, rng, pit=(5.0, 1.5), share=0.4):
     return np.where(y, rng.beta(*pit, n), rng.beta(1.5, 6.0, n))
 
 
-@pytest.mark.parametrize('kw', [dict(), dict(betting='jumper'), dict(method='conditional'), dict(bins=4), MULTISCALE])
+@pytest.mark.parametrize('kw', [dict(), dict(betting='jumper'), dict(method='conditional'), dict(bins=4), MULTISCALE,
+                                KS, dict(betting='ks', bins=4, jump=0.05)])
 def test_false_alarm_bound_by_simulation(kw):
     "Streams exchangeable with a fresh reference alarm in at most `level` of cases (not significantly more)."
     rng, level, S, hits = np.random.default_rng(7), 0.1, 200, 0
@@ -58,11 +61,53 @@ def test_multiscale_sees_a_shift_inside_the_fifths():
     with pytest.raises(ValueError, match='discounts'): Watch(ref, betting='multiscale', discounts=(0,))
 
 
+@pytest.mark.slow
+def test_ks_watch_level_on_long_exchangeable_streams():
+    "The KS-cut watch at level 5% on 400 long streams exchangeable with a fresh reference: no more alarms than 5%."
+    rng, level, S, hits = np.random.default_rng(11), 0.05, 400, 0
+    for i in range(S):
+        x = mixture(200 + 1500, rng)
+        x[rng.random(len(x)) < 0.05] = 1.0
+        hits += Watch(x[:200], level=level, seed=i, **KS).update(x[200:])['alarm']
+    assert rate(hits, S).lo <= level, hits
+
+
+def _streams_from_pools(shift, S, rng, pre=200, post=800):
+    "Streams of the simulator's scores: `pre` unshifted cherries, then `post` from the shifted pool."
+    z = np.load(SCORES)
+    none, pool = z['none_score'].astype(np.float64), z[f'{shift}_score'].astype(np.float64)
+    return z['calibration_score'].astype(np.float64), np.concatenate(
+        [none[rng.integers(0, len(none), (S, pre))], pool[rng.integers(0, len(pool), (S, post))]], 1)
+
+
+@pytest.mark.slow
+def test_ks_watch_catches_a_small_prevalence_change_the_default_misses():
+    """On the simulator's scores (a model scoring rendered cherries; pits 20% more common after cherry 200), the KS-cut
+    watch alarms after the change on significantly more streams than the default watch (paired sign test), and
+    false-alarms before it no more often."""
+    ref, st = _streams_from_pools('prevalence-0.2', 100, np.random.default_rng(5))
+    old, new = watch_alarms(ref, st), watch_alarms(ref, st, **KS)
+    hit = lambda t: np.nan_to_num(t, nan=0) > 200                           # an alarm after the change
+    only_new, only_old = int((hit(new) & ~hit(old)).sum()), int((hit(old) & ~hit(new)).sum())
+    p = stats.binomtest(only_new, only_new + only_old, 0.5, alternative='greater').pvalue
+    assert p < 0.01, (only_new, only_old)
+    assert (new <= 200).sum() <= (old <= 200).sum() + 1
+
+
+def test_ks_settings_are_checked_and_kept():
+    ref = np.random.default_rng(0).random(100)
+    w = Watch(ref, betting='ks')
+    assert w.bins == 16 and w.jump == 0.001 and len(w.log_parts) == 15 * 2 * 2
+    assert Watch(ref).bins == 5 and Watch(ref, betting='jumper').jump == 0.01     # the other bettings keep theirs
+    with pytest.raises(ValueError, match='tilts'): Watch(ref, betting='ks', tilts=(0.2, -0.1))
+    with pytest.raises(ValueError, match='conditional'): Watch(ref, betting='ks', method='conditional')
+
+
 def test_json_round_trip_and_batches(tmp_path):
     rng = np.random.default_rng(1)
     ref, x = mixture(500, rng), mixture(800, rng, pit=(3.0, 3.0))
     for kw in (dict(), dict(betting='jumper', side='low'), dict(method='conditional'),
-               MULTISCALE):
+               MULTISCALE, KS):
         whole = Watch(ref, **kw); whole.update(x)
         part = Watch(ref, **kw)
         for chunk in np.array_split(x[:300], 7): part.update(chunk)

@@ -18,11 +18,12 @@ from ..core import *
 
 # %% auto #0
 __all__ = ['CS_BETS', 'ORDERS', 'Reference', 'rank_groups', 'polya_steps', 'reference_band', 'conditional_steps', 'polya_pvalues',
-           'jumper', 'decayed_counts', 'forgetful_steps', 'multiscale_steps', 'Watch', 'watch_alarms', 'ks_alarms',
-           'shewhart_alarms', 'cusum_limit', 'cusum_alarms', 'pit_rate_upper', 'pit_rate_lower', 'to_pit_miss',
-           'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan', 'pit_rate_cs', 'audit_sequence',
-           'sequential_audit_n', 'watch_scores', 'write_watch', 'bundle_reference', 'watch_predictions',
-           'watch_summary', 'cherry_stream', 'arrival_order_problem', 'check_arrival_order', 'watch_folder']
+           'jumper', 'decayed_counts', 'forgetful_steps', 'multiscale_steps', 'cut_tilts', 'tilt_steps', 'fixed_share',
+           'Watch', 'watch_alarms', 'ks_alarms', 'shewhart_alarms', 'cusum_limit', 'cusum_alarms', 'pit_rate_upper',
+           'pit_rate_lower', 'to_pit_miss', 'AuditBound', 'audit_bound', 'AuditPlan', 'audit_plan', 'pit_rate_cs',
+           'audit_sequence', 'sequential_audit_n', 'watch_scores', 'write_watch', 'bundle_reference',
+           'watch_predictions', 'watch_summary', 'cherry_stream', 'arrival_order_problem', 'check_arrival_order',
+           'watch_folder']
 
 # %% ../../nbs/55_line.watch.ipynb #w0000008
 def _finite_1d(x, what: str) -> np.ndarray:
@@ -167,24 +168,52 @@ def multiscale_steps(g: np.ndarray,           # group of each new cherry at the 
                        forgetful_steps(gs, cs, ws, a, next(hs).reshape(len(g), s, f).sum(2)))
     return np.concatenate(out, 1), np.array(new).reshape(len(new), B)
 
+# %% ../../nbs/55_line.watch.ipynb #w2000002
+def cut_tilts(bins: int,        # groups of reference ranks (bins - 1 cuts between them)
+              tilts,            # log odds ratios s > 0; each is used with both signs
+             ) -> np.ndarray:
+    "Log tilts F [bins, (bins - 1) x 2 x len(tilts)]: bettor (j, s) multiplies the odds of a group below cut j by e^s."
+    t = np.asarray(tilts, dtype=np.float64)
+    below = (np.arange(bins)[:, None] < np.arange(1, bins)[None]).astype(np.float64)     # [K, cuts]
+    return (below[:, :, None] * np.r_[-t[::-1], t][None, None]).reshape(bins, -1)
+
+def tilt_steps(g, counts, width, F) -> np.ndarray:
+    "Log bet factors [T, m] of bettors predicting the Polya null's next-group law tilted by F [K, m]."
+    n1, t0 = width.sum(), counts.sum()
+    pi = (width[None] + _counts_before(g, counts)) / (n1 + t0 + np.arange(len(g)))[:, None]     # [T, K]
+    return F[g] - np.log(pi @ np.exp(F))
+
+def fixed_share(steps: np.ndarray,      # log bet factors [T, m] of the bettors
+                log_parts: np.ndarray,  # log capital of each bettor before `steps`
+                jump: float,            # share of the capital spread evenly over the bettors after each cherry
+               ) -> tuple[np.ndarray, np.ndarray]:
+    "Fixed share over bettors: (log martingale after each cherry, final log capitals)."
+    total = float(logsumexp(log_parts)); w = np.exp(log_parts - total); m = len(w)
+    top = steps.max(1); f = np.exp(steps - top[:, None]); out = np.empty(len(steps)); a, b = 1 - jump, jump / m
+    for i in range(len(steps)):
+        v = w * f[i]; s = float(v.sum()); total += math.log(s) + float(top[i]); w = v * (a / s) + b; out[i] = total
+    with np.errstate(divide='ignore'): return out, total + np.log(w)
+
 # %% ../../nbs/55_line.watch.ipynb #w0000018
 _SIDES = {'both': (-1.0, 0.0, 1.0), 'high': (0.0, 1.0), 'low': (-1.0, 0.0)}
-_SETTINGS = ('level', 'bins', 'betting', 'method', 'concentrations', 'jump', 'side', 'seed', 'discounts')
-_BETTINGS = ('histogram', 'multiscale', 'jumper')
+_SETTINGS = ('level', 'bins', 'betting', 'method', 'concentrations', 'jump', 'side', 'seed', 'discounts', 'tilts')
+_BETTINGS = ('histogram', 'multiscale', 'jumper', 'ks')
 
 class Watch:
     "A label-free, anytime-valid alarm when incoming pit scores stop being exchangeable with the reference scores."
     def __init__(self, reference,                     # reference scores [n]: the calibration split's pit scores
                  level: float = 0.01,                 # false-alarm probability over an unbounded stream
-                 bins: int = 5,                       # groups of reference ranks that the bets are placed on
+                 bins: int | None = None,             # groups of reference ranks the bets are placed on (5; 'ks': 16)
                  betting: str = 'histogram',          # 'histogram' (any change of shape), 'multiscale' (histograms
-                                                      # on 2, 4, .., bins groups, bins a power of 2), 'jumper' (drift)
+                                                      # on 2, 4, .., bins groups, bins a power of 2), 'jumper' (drift),
+                                                      # 'ks' (a bettor per cut of the reference and tilt, fixed share)
                  method: str = 'exchangeable',        # null law: 'exchangeable' (exact) or 'conditional' (given ref)
                  concentrations=(1, 4, 16, 64),       # histogram bettors' prior strengths, in units of `bins`
-                 jump: float = 0.01,                  # jumper: rate of switching between its bets
+                 jump: float | None = None,           # jumper, ks: rate of switching between bets (0.01; 'ks': 0.001)
                  side: str = 'both',                  # jumper: bet on scores drifting 'high', 'low' or 'both'
                  seed: int = 0,                       # tie-break keys of the reference and of the stream
                  discounts=(1.0,),                    # multiscale: forgetting per cherry of each bettor family
+                 tilts=(0.2, 0.4),                    # ks: log odds ratios of the cut bettors (each with both signs)
                 ):
         if not 0 < level < 1: raise ValueError(f"level must lie strictly between 0 and 1; got {level}")
         for name, v, ok in (('betting', betting, _BETTINGS), ('side', side, tuple(_SIDES)),
@@ -192,7 +221,11 @@ class Watch:
             if v not in ok: raise ValueError(f"{name} must be one of {list(ok)}; got {v!r}")
         if method == 'conditional' and betting != 'histogram':
             raise ValueError("method='conditional' is implemented for betting='histogram' only")
+        bins = (16 if betting == 'ks' else 5) if bins is None else bins
+        jump = (0.001 if betting == 'ks' else 0.01) if jump is None else jump
         if not 0 <= jump <= 1: raise ValueError(f"jump must lie in [0, 1]; got {jump}")
+        tilts = tuple(float(s) for s in np.atleast_1d(tilts))
+        if not tilts or min(tilts) <= 0: raise ValueError(f"tilts must be positive; got {tilts}")
         disc = tuple(float(d) for d in np.atleast_1d(discounts))
         if not disc or not all(0 < d <= 1 for d in disc):
             raise ValueError(f"discounts must lie in (0, 1]; got {discounts}")
@@ -203,11 +236,13 @@ class Watch:
         self.level, self.bins, self.betting, self.method = float(level), int(bins), betting, method
         self.concentrations, self.jump, self.side, self.seed = conc, float(jump), side, int(seed)
         self.discounts = disc if betting == 'multiscale' else (1.0,)
+        self.tilts = tilts
         self.ref = Reference(reference, seed)
         self.edges = rank_groups(self.ref.n, self.bins); self.width = np.diff(self.edges)
         self.eps = reference_band(self.ref.n, self.level / 2) if method == 'conditional' else 0.0
         self.log_threshold = math.log((2 if method == 'conditional' else 1) / self.level)
-        m = {'histogram': len(conc), 'jumper': len(_SIDES[side]),
+        self._tilt = cut_tilts(self.bins, tilts) if betting == 'ks' else None
+        m = {'histogram': len(conc), 'jumper': len(_SIDES[side]), 'ks': 2 * len(tilts) * (self.bins - 1),
              'multiscale': len(conc) * len(self.discounts) * (self.bins.bit_length() - 1)}[betting]
         self.decayed = np.zeros((sum(d < 1 for d in self.discounts), self.bins))   # forgetting bettors' counts
         self.log_parts = np.full(m, -math.log(m))      # log capital of each bettor (they start with 1/m each)
@@ -252,6 +287,9 @@ def update(self: Watch, scores) -> dict:
     if self.betting == 'jumper':
         logm, self.log_parts = jumper(polya_pvalues(g, self.counts, self.width, u[:, 1]), self.log_parts,
                                       self.jump, _SIDES[self.side])
+    elif self.betting == 'ks':
+        steps = tilt_steps(g, self.counts, self.width, self._tilt)
+        logm, self.log_parts = fixed_share(steps, self.log_parts, self.jump)
     else:
         if self.betting == 'multiscale':
             steps, self.decayed = multiscale_steps(g, self.counts, self.width, self.concentrations, self.discounts,
