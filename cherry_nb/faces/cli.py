@@ -12,16 +12,17 @@ from pathlib import Path
 from ..core import *
 from .line_commands import line_parsers, LINE_COMMANDS
 from ..params import (ParamError, check_params, unknown_message, check_schema, schema_checks,
-                              ordered_pairs, order_problems)
+                              ordered_pairs, order_problems, parameters_source)
 from ..run.runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 
 # %% auto #0
-__all__ = ['QUICK_ARCHS', 'COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path', 'parameters_cell',
-           'workflow_params', 'workflow_defaults', 'params_help', 'parse_value', 'cli_values', 'path_problems',
-           'device_problem', 'aug_min_sizes', 'aug_size_problem', 'model_min_size', 'image_size_problem', 'checks_file',
-           'arch_table', 'arch_problems', 'workflow_checks', 'write_workflow_checks', 'quick_check_params',
-           'check_workflow_params', 'WorkflowFailed', 'new_run_dir', 'describe_failure', 'workflow_of_run',
-           'run_workflow', 'threading_main', 'plugin_command', 'main']
+__all__ = ['QUICK_ARCHS', 'OUT_DIR_PARAM', 'COMMAND_PLUGINS', 'workflows_dir', 'list_workflows', 'workflow_path',
+           'parameters_cell', 'workflow_params', 'workflow_defaults', 'params_help', 'parse_value', 'cli_values',
+           'path_problems', 'device_problem', 'aug_min_sizes', 'aug_size_problem', 'model_min_size',
+           'image_size_problem', 'checks_file', 'arch_table', 'arch_problems', 'workflow_checks',
+           'write_workflow_checks', 'quick_check_params', 'check_workflow_params', 'generated_parameters',
+           'write_parameters_cell', 'sync_workflows', 'WorkflowFailed', 'new_run_dir', 'describe_failure',
+           'workflow_of_run', 'run_workflow', 'threading_main', 'plugin_command', 'main']
 
 # %% ../../nbs/75_faces.cli.ipynb #00eefdf6
 def workflows_dir() -> Path:
@@ -177,7 +178,7 @@ def image_size_problem(p: dict) -> str | None:
         return f"parameter image_size = {s}: too small for {p['arch']} ({str(e).splitlines()[0][:160]})"
     return None
 
-# %% ../../nbs/75_faces.cli.ipynb #bbdb956d
+# %% ../../nbs/75_faces.cli.ipynb #e08948e4
 def _workflow_config(src: Path):
     "The config dataclass of a packaged workflow notebook, or None (imported only here: it brings torch)."
     if src.parent != workflows_dir(): return None
@@ -188,6 +189,8 @@ def checks_file(src: Path) -> Path:
     "The JSON beside a packaged workflow with the data part of its checks: `workflow_checks`."
     return src.with_name(src.stem + '.checks.json')
 
+
+# %% ../../nbs/75_faces.cli.ipynb #699ca79a
 QUICK_ARCHS = ('convnextv2_atto', 'convnextv2_nano', 'convnextv2_tiny', 'efficientnet_lite0', 'resnet18',
                'test_resnet')   # architectures whose smallest input side the quick checks know (the default too)
 
@@ -212,6 +215,8 @@ def arch_problems(p: dict, table: dict) -> list:
     if isinstance(s, int) and need and s < need: return [f"parameter image_size = {s}: too small for {a} (at least {need} px)"]
     return []
 
+
+# %% ../../nbs/75_faces.cli.ipynb #09ba3b49
 def workflow_checks(src: Path, archs=QUICK_ARCHS) -> dict:
     "The data part of a packaged workflow's checks: schema, ordered pairs, augmentation sizes, timm's names."
     cls = _workflow_config(src)
@@ -251,6 +256,29 @@ def check_workflow_params(name: str, params: dict,
     bad = [m for m in (dev, image_size_problem(out)) if m]
     if bad: raise ParamError('; '.join(bad))
     return out
+
+
+# %% ../../nbs/75_faces.cli.ipynb #aad65d8a
+OUT_DIR_PARAM = dict(out_dir=('', 'run folder (set by cherry-nb run)'))   # the one parameter no config declares
+
+def generated_parameters(src: Path) -> str:
+    "The parameters cell of a packaged workflow, written from its config dataclass (`params.parameters_source`)."
+    return parameters_source(_workflow_config(src), extra=OUT_DIR_PARAM)
+
+def write_parameters_cell(src: Path) -> bool:
+    "Write `generated_parameters` into the workflow's cell tagged `parameters`; True if it changed."
+    nb, new = read_json(src), generated_parameters(src)
+    cell = next(c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
+    if ''.join(cell['source']) == new: return False
+    cell['source'] = new.splitlines(keepends=True)
+    atomic_write(src, json.dumps(nb, indent=1, ensure_ascii=False) + '\n'); return True
+
+def sync_workflows() -> list:
+    "The export step's last part: every packaged workflow's parameters cell and checks file, from its config."
+    srcs = [workflow_path(n) for n in list_workflows()]
+    changed = [s.name for s in srcs if write_parameters_cell(s)]
+    write_workflow_checks(); return changed
+
 
 # %% ../../nbs/75_faces.cli.ipynb #173d856d
 class WorkflowFailed(RuntimeError):

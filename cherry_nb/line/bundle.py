@@ -25,6 +25,7 @@ from ..judge.tiers import GuaranteedTiers, InsufficientCalibration, guaranteed_t
 from ..judge.views import RULES, CherryGuarantee, cherry_guaranteed_tiers, cherry_scores
 from ..judge.ensemble import DisagreementPolicy   # registers the policy kind a bundle of an ensemble holds
 from ..data import load_image, to_rgb
+from ..run.runs import RunFolder, bundle_names, default_bundle
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'UNITS', 'RESIZE', 'INTERPOLATION', 'POLICY_KINDS', 'TIER_INDEX', 'GROUP_RULES',
@@ -623,20 +624,15 @@ def sign_bundle(path,              # a bundle folder (verified first)
 
 # %% ../../nbs/51_line.bundle.ipynb #bdc02eaa
 def resolve_bundle(path) -> Path:
-    "The bundle folder of a bundle folder, or of a run folder (`<run>/bundles/<name>`, named in `bundles/default`)."
+    "The bundle folder of a bundle folder, or of a run folder (its default bundle, or its only one: `runs`' layout)."
     p = Path(path).expanduser()
     if (p / 'bundle.json').is_file(): return p
-    bd = p / 'bundles'
-    if not bd.is_dir():
+    run = RunFolder(p)
+    if not run.bundles.is_dir():
         raise FileNotFoundError(f"{p}: neither a bundle (no bundle.json) nor a run folder with bundles/")
-    names = sorted(d.name for d in bd.iterdir() if (d / 'bundle.json').is_file())
-    default = bd / 'default'
-    if default.is_file():
-        text = default.read_text().strip()
-        try: v = json.loads(text); name = str(v['name'] if isinstance(v, dict) else v)
-        except (json.JSONDecodeError, KeyError): name = text
-        if name not in names: raise FileNotFoundError(f"{default} names bundle {name!r}, but {bd} holds {names}")
-        return bd / name
-    if len(names) == 1: return bd / names[0]
-    raise ValueError(f"{p}: {'no bundles' if not names else f'several bundles {names}'} in {bd} and no {default.name} "
-                     f"file naming the default; pass a bundle folder")
+    names, name = bundle_names(run), default_bundle(run)
+    if name is None and len(names) == 1: name = names[0]
+    if name is None:
+        raise ValueError(f"{p}: {'no bundles' if not names else f'several bundles {names}'} in {run.bundles} and no "
+                         "default file naming one; pass a bundle folder")
+    return run.bundle(name)

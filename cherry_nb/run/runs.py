@@ -4,7 +4,7 @@
 
 # %% ../../nbs/41_run.runs.ipynb #7a1aea5e
 from __future__ import annotations
-import datetime as _dt, os, socket, sys
+import datetime as _dt, json, os, socket, sys
 from pathlib import Path
 
 import numpy as np, pandas as pd
@@ -15,8 +15,8 @@ from .runlock import RunLock, RunLocked, lock_info, lock_state, describe_lock
 
 # %% auto #0
 __all__ = ['PREDICTION_COLUMNS', 'PROBABILITY_COLUMNS', 'RunFolder', 'check_predictions', 'write_predictions', 'read_predictions',
-           'set_default_bundle', 'bundle_names', 'write_metrics', 'read_metrics', 'read_record', 'start_attempt',
-           'end_attempt', 'write_params', 'read_params']
+           'set_default_bundle', 'bundle_names', 'default_bundle', 'write_metrics', 'read_metrics', 'read_record',
+           'start_attempt', 'end_attempt', 'write_params', 'read_params']
 
 # %% ../../nbs/41_run.runs.ipynb #32092839
 class RunFolder:
@@ -110,6 +110,17 @@ def bundle_names(run) -> list:
     "The bundles of a run folder."
     b = RunFolder(run).bundles
     return sorted(d.name for d in b.iterdir() if (d / 'bundle.json').is_file()) if b.is_dir() else []
+
+def default_bundle(run) -> str | None:
+    "The name of the run's default bundle (`bundles/default`: JSON `{name, why}` or a bare name), or None if unnamed."
+    f = RunFolder(run).bundles / 'default'
+    if not f.is_file(): return None
+    text = f.read_text().strip()
+    try: v = json.loads(text); name = str(v['name'] if isinstance(v, dict) else v)
+    except (json.JSONDecodeError, KeyError): name = text
+    if name not in (have := bundle_names(run)): raise FileNotFoundError(f"{f} names bundle {name!r}, but the run holds {have}")
+    return name
+
 
 # %% ../../nbs/41_run.runs.ipynb #8f5347a0
 def write_metrics(run, metrics: dict, name: str = RunFolder.METRICS) -> Path:
