@@ -12,9 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['CLASSES_2', 'CLASSES_3', 'TIERS', 'log', 'class_index', 'set_seed', 'get_device', 'Rate', 'rate', 'sha256_bytes',
-           'sha256_file', 'atomic_write', 'to_json', 'jsonable', 'from_jsonable', 'atomic_write_json', 'read_json',
-           'read_format_json', 'say', 'LineBar', 'progress_bar', 'progress']
+__all__ = ['CLASSES_2', 'CLASSES_3', 'TIERS', 'log', 'ALPHA', 'DELTA', 'class_index', 'set_seed', 'get_device', 'Rate', 'rate',
+           'sha256_bytes', 'sha256_file', 'atomic_write', 'to_json', 'jsonable', 'from_jsonable', 'atomic_write_json',
+           'read_json', 'read_format_json', 'say', 'LineBar', 'progress_bar', 'progress']
 
 # %% ../nbs/00_core.ipynb #1d1c0b68
 CLASSES_2 = ('clean', 'pit')            # binary models: clean=0, pit=1
@@ -26,6 +26,9 @@ def class_index(label: str, classes: Sequence[str] = CLASSES_3) -> int:
     "Index of `label` in `classes`, with a clear error for an unknown label."
     try: return list(classes).index(label)
     except ValueError: raise ValueError(f"unknown class {label!r}; expected one of {list(classes)}") from None
+
+ALPHA, DELTA = 0.01, 0.1   # the certificate's defaults: pit-miss rate alpha, held with probability 1 - delta
+
 
 # %% ../nbs/00_core.ipynb #5a033c42
 def set_seed(seed: int = 0, deterministic: bool = False):

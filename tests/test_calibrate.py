@@ -7,8 +7,8 @@ import torch
 from scipy import special
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
-from cherry_nb.judge.calibrate import (TemperatureScaler, calibration_bins, ece, fit_temperature, nll, reliability_diagram,
-                                 softmax_t)
+from cherry_nb.judge.calibrate import (TemperatureScaler, calibration_bins, ece, fit_temperature, nll,
+                                       reliability_diagram, softmax_t)
 from cherry_nb.core import atomic_write_json, read_json
 
 

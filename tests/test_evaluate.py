@@ -7,8 +7,8 @@ from sklearn.metrics import (classification_report as sk_report, confusion_matri
 from cherry_nb.core import CLASSES_2, CLASSES_3, set_seed
 from cherry_nb.learn.augment import EvalTransform
 from cherry_nb.learn.models import create_model, grow_head
-from cherry_nb.judge.evaluate import (Predictions, predict, class_report, report_markdown, confusion_table, confusion_counts,
-                                plot_confusion, top_losses, plot_top_losses)
+from cherry_nb.judge.evaluate import (Predictions, predict, class_report, report_markdown, confusion_table,
+                                      confusion_counts, plot_confusion, top_losses, plot_top_losses)
 
 @pytest.fixture(scope='module')
 def setup():

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cherry_nb.faces.explorer import (PREDICTION_COLUMNS, Explorer, ExplorerState, explore, plotly_output, read_predictions,
-                                thumbnail_uri)
+from cherry_nb.faces.explorer import (PREDICTION_COLUMNS, Explorer, ExplorerState, explore, plotly_output,
+                                      read_predictions, thumbnail_uri)
 from cherry_nb.judge.tiers import (ArgmaxPolicy, Costs, InsufficientCalibration, ThresholdPolicy, cost_table,
                              guaranteed_tiers, tier_metrics)
 

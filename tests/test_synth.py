@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from cherry_nb.core import read_json, CLASSES_2
-from cherry_nb.data.synth import (PRESETS, TRUTH_COLS, CONFOUNDERS, SynthConfig, draw_cherry, label3_from_truth, read_truth,
-                             render_cherry, render_dataset, sample_params)
+from cherry_nb.data.synth import (PRESETS, TRUTH_COLS, CONFOUNDERS, SynthConfig, draw_cherry, label3_from_truth,
+                                  read_truth, render_cherry, render_dataset, sample_params)
 
 TINY = dict(n_train=16, n_val=8, n_test=8, size=64, progress=False)
 

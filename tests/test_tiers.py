@@ -9,11 +9,12 @@ import pytest
 from scipy import stats
 
 from cherry_nb.core import atomic_write_json, read_json, to_json
-from cherry_nb.judge.tiers import (POLICY_CLASSES, PVALUES, ArgmaxPolicy, Costs, GuaranteedTiers, InsufficientCalibration,
-                             ProductionPolicy, ThresholdPolicy, aurc, binomial_pvalue, calibration_size_needed,
-                             cost_curve, cost_table, enhanced_two_class, evaluate_policy, guaranteed_tiers, pit_scores,
-                             policy_from_dict, register_policy, risk_coverage, risk_coverage_figure, score_histogram,
-                             tier_metrics, risk_pvalues, bentkus_pvalue, wsr_capital)
+from cherry_nb.judge.tiers import (POLICY_CLASSES, PVALUES, ArgmaxPolicy, Costs, GuaranteedTiers,
+                                   InsufficientCalibration, ProductionPolicy, ThresholdPolicy, aurc, binomial_pvalue,
+                                   calibration_size_needed, cost_curve, cost_table, enhanced_two_class,
+                                   evaluate_policy, guaranteed_tiers, pit_scores, policy_from_dict, register_policy,
+                                   risk_coverage, risk_coverage_figure, score_histogram, tier_metrics, risk_pvalues,
+                                   bentkus_pvalue, wsr_capital)
 
 CLEAN_AB, PIT_AB = (1.5, 6.0), (5.0, 1.5)      # simulator-like scores: clean ~ Beta(1.5, 6), pit ~ Beta(5, 1.5)
 

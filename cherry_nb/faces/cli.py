@@ -210,9 +210,11 @@ def arch_problems(p: dict, table: dict) -> list:
     base = a.split('.')[0]
     if base not in set(table['names']):
         near = difflib.get_close_matches(base, table['names'], 3)
-        return [f"parameter arch = {a!r}: not a timm model name" + (f" (did you mean {', '.join(near)}?)" if near else '')]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ''
+        return [f"parameter arch = {a!r}: not a timm model name{hint}"]
     need = table['min_image_size'].get(base)
-    if isinstance(s, int) and need and s < need: return [f"parameter image_size = {s}: too small for {a} (at least {need} px)"]
+    if isinstance(s, int) and need and s < need:
+        return [f"parameter image_size = {s}: too small for {a} (at least {need} px)"]
     return []
 
 
@@ -235,7 +237,8 @@ def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
     out = check_params({k: v for k, v in params.items() if k != 'out_dir'}, defaults,
                        schema_checks(data.get('checks', {})), f"workflow {name!r}")
     bad = (path_problems(out) + order_problems(out, data.get('ordered', [])) + arch_problems(out, data.get('arch'))
-           + [device_problem(out.get('device')) if machine else None, aug_size_problem(out, data.get('aug_min_size', {}))])
+           + [device_problem(out.get('device')) if machine else None,
+              aug_size_problem(out, data.get('aug_min_size', {}))])
     bad = [m for m in bad if m]
     if bad: raise ParamError('; '.join(bad))
     return out
@@ -465,8 +468,8 @@ def _sweep_parser(sub):
 def _plan_parser(sub):
     p = sub.add_parser('plan', help="calibration planner: certified accept share against calibration pits, from a run")
     p.add_argument('run', help="a finished run folder (its predictions.csv and params.json)")
-    p.add_argument('--alpha', type=float, default=0.01, help='pit-miss rate to certify (default: %(default)s)')
-    p.add_argument('--delta', type=float, default=0.1, help='failure probability of the certificate (%(default)s)')
+    p.add_argument('--alpha', type=float, default=ALPHA, help='pit-miss rate to certify (default: %(default)s)')
+    p.add_argument('--delta', type=float, default=DELTA, help='failure probability of the certificate (%(default)s)')
     p.add_argument('--pits', default='100,250,500,1000,2000', help='calibration pit counts (default: %(default)s)')
     p.add_argument('--model', default=None, help="a model of predictions.csv (default: the one the run certifies)")
 

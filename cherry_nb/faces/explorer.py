@@ -51,8 +51,8 @@ class ExplorerState:
                  mode: str = 'thresholds',        # 'thresholds', 'guaranteed' or 'argmax' (3-class models)
                  review: float = 0.65,            # thresholds mode: pit scores at or above go to review
                  reject: float = 0.85,            # thresholds mode: pit scores at or above are rejected
-                 alpha: float = 0.01,             # guaranteed mode: target pit-miss rate
-                 delta: float = 0.1,              # guaranteed mode: allowed failure probability of the guarantee
+                 alpha: float = ALPHA,            # guaranteed mode: target pit-miss rate
+                 delta: float = DELTA,            # guaranteed mode: allowed failure probability of the guarantee
                  beta: float | None = 0.05,       # guaranteed mode: target false-reject rate (None/0: no review tier)
                  costs: Costs | None = None,      # per-outcome costs (default `tiers.Costs()`)
                  image_root=None,                 # folder the relpaths are relative to, if `path` no longer exists
@@ -62,7 +62,7 @@ class ExplorerState:
         self.root = None if isinstance(src, pd.DataFrame) else Path(self.preds.attrs['source']).parent
         self.image_root = None if image_root is None else Path(image_root)
         self.model, self.eval_split, self.cal_split, self.mode = self.models[0], None, None, 'thresholds'
-        self.review, self.reject, self.alpha, self.delta, self.beta = 0.65, 0.85, 0.01, 0.1, 0.05
+        self.review, self.reject, self.alpha, self.delta, self.beta = review, reject, alpha, delta, beta
         self.costs, self._memo, self._thumbs, self.rule = Costs(), {}, {}, None
         self.update(model=model or self.models[0], eval_split=eval_split, cal_split=cal_split, mode=mode, review=review,
                     reject=reject, alpha=alpha, delta=delta, beta=beta, costs=costs or Costs(), rule=rule)

@@ -36,7 +36,8 @@ def _out(a, prefix: str) -> Path:
 def predict_command(a) -> int:
     "`cherry-nb predict BUNDLE|RUN INPUT [--out DIR] [--group-col C | --group-pattern RE] [--group-rule R] [--watch]`."
     from cherry_nb.line.score import predict_folder, NothingToScore
-    from cherry_nb.line.watch import watch_predictions, watch_summary, cherry_stream, check_arrival_order, bundle_reference
+    from cherry_nb.line.watch import (watch_predictions, watch_summary, cherry_stream, check_arrival_order,
+                                      bundle_reference)
     out, tc, b = _out(a, 'predictions'), getattr(a, 'time_col', None), open_bundle(a)
     if getattr(a, 'watch', False): bundle_reference(b); check_arrival_order(a.input, tc, getattr(a, 'order', 'check'))
     try: res = predict_folder(b, a.input, out, group_col=a.group_col, group_rule=a.group_rule, device=a.device,

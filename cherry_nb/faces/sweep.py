@@ -62,7 +62,7 @@ def plan_sweep(workflow: str,           # a packaged workflow name or a notebook
     for c in cells:
         try: c['params'] = _cell_params(wf, c['values'])
         except ValueError as e: raise type(e)(f"sweep cell {c['name']}: {e}") from None
-    plan = dict(format='cherry_nb.faces.sweep', format_version=1, workflow=wf, grid=grid, cells=[c['name'] for c in cells])
+    plan = dict(format='cherry_nb.sweep', format_version=1, workflow=wf, grid=grid, cells=[c['name'] for c in cells])
     f, want = root / 'sweep.json', json.loads(to_json(plan))
     if f.is_file() and {k: read_json(f).get(k) for k in want} != want:
         raise ValueError(f"{root} holds another sweep (its sweep.json differs); choose another --name")

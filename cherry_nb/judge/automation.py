@@ -72,8 +72,8 @@ def _certify(s, y, alpha: float, delta: float) -> tuple:
 # %% ../../nbs/34_judge.automation.ipynb #026ffae7
 def automation_metrics(p_val, y_val,            # calibration split: pit score per image (view), truth
                        p_test, y_test,          # test split: the same
-                       alpha: float = 0.01,     # certified pit-miss rate
-                       delta: float = 0.1,      # failure probability of the certificate
+                       alpha: float = ALPHA,    # certified pit-miss rate
+                       delta: float = DELTA,    # failure probability of the certificate
                        groups_val=None,         # cherry of each calibration view (None: images are independent)
                        groups_test=None,        # cherry of each test view
                        rule: str | None = None, # how views make one score per cherry (views.RULES)
@@ -138,8 +138,8 @@ def _score_model(s: np.ndarray, y: np.ndarray) -> tuple:
 # %% ../../nbs/34_judge.automation.ipynb #771694f3
 def plan_calibration(p_val,                      # calibration pit score per image (view)
                      y_val,                      # calibration truth
-                     alpha: float = 0.01,        # pit-miss rate to certify
-                     delta: float = 0.1,         # failure probability of the certificate
+                     alpha: float = ALPHA,       # pit-miss rate to certify
+                     delta: float = DELTA,       # failure probability of the certificate
                      n_pits=(100, 250, 500, 1000, 2000),  # calibration sizes (pitted cherries) to evaluate
                      groups=None,                # cherry of each view (None: one image per cherry)
                      rule: str | None = None,    # how views make one score per cherry

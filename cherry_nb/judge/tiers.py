@@ -337,7 +337,7 @@ def wsr_capital(losses, alpha: float, delta: float) -> np.ndarray:
     nu = np.minimum(1.0, np.sqrt(2 * math.log(1 / delta) / (n * var_before)))   # bet j uses losses before j
     return np.cumsum(np.log1p(-nu * (L - alpha)), 0)
 
-def wsr_pvalue(losses, alpha: float, delta: float = 0.1) -> np.ndarray:
+def wsr_pvalue(losses, alpha: float, delta: float = DELTA) -> np.ndarray:
     "1 / max_i K_i of `wsr_capital` per column (Ville's inequality): valid for losses in an order unrelated to them."
     if len(_losses(losses)) == 0: return np.ones(_losses(losses).shape[1])
     return np.exp(-np.maximum(wsr_capital(losses, alpha, delta).max(0), 0.0))
@@ -346,7 +346,7 @@ PVALUES: dict = dict(binomial=_binomial_losses, bentkus=bentkus_pvalue, wsr=wsr_
 
 def risk_pvalues(losses,                 # losses [n] or [n, hypotheses] in [0, 1], rows in calibration order
                  alpha: float,           # the risk level of H0 'mean loss > alpha'
-                 delta: float = 0.1,     # the level the p-values will be compared with (tunes the WSR bets)
+                 delta: float = DELTA,   # the level the p-values will be compared with (tunes the WSR bets)
                  pvalue: str = 'binomial',  # a key of `PVALUES`
                 ) -> np.ndarray:
     "One p-value per column of H0 'mean loss > alpha', by the method `pvalue` of `PVALUES`."
@@ -427,8 +427,8 @@ def _check_groups(groups, n: int, unit: str, allow_dependent: bool) -> int | Non
 
 def guaranteed_tiers(scores,                        # pit scores [N] (or probabilities [N, C]) of the calibration split
                      y_pit,                         # calibration truth (0/1 or 'clean'/'pit')
-                     alpha: float = 0.01,           # target pit-miss rate
-                     delta: float = 0.1,            # failure probability of the pit-miss guarantee
+                     alpha: float = ALPHA,          # target pit-miss rate
+                     delta: float = DELTA,          # failure probability of the pit-miss guarantee
                      beta: float | None = 0.05,     # target false-reject rate; None: reject = accept threshold
                      delta_reject: float | None = None,  # failure probability of the false-reject guarantee (delta)
                      candidates=None,               # candidate thresholds (default 0, 0.001, ..., 1)

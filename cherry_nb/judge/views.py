@@ -173,8 +173,8 @@ def cherry_guaranteed_tiers(view_scores,              # pit score per view; NaN:
                             y,                        # truth per view (its cherry's: one value per cherry)
                             groups,                   # the cherry of each view (e.g. `cherry_id`)
                             rule: str = 'max',        # aggregation rule, a key of `RULES`
-                            alpha: float = 0.01,      # target pit-miss rate per cherry
-                            delta: float = 0.1,       # failure probability of the guarantee
+                            alpha: float = ALPHA,     # target pit-miss rate per cherry
+                            delta: float = DELTA,     # failure probability of the guarantee
                             beta: float | None = 0.05,  # target false-reject rate per cherry; None: no review tier
                             k: int = 2,               # views averaged by 'topk'
                             min_views: int = 1,       # cherries with fewer scored views go to review
@@ -203,7 +203,7 @@ def resplit_coverage(view_scores,              # pit score per view of the score
                      groups,                   # the cherry of each view
                      rule: str = 'max',        # aggregation rule the decision is made with
                      alpha: float = 0.02,      # target pit-miss rate per cherry
-                     delta: float = 0.1,       # failure probability of the guarantee
+                     delta: float = DELTA,     # failure probability of the guarantee
                      beta: float | None = None,  # target false-reject rate (None: accept / reject only)
                      n_cal: int | None = None, # calibration cherries per draw (default: half the pool)
                      n_resplits: int = 200,    # random calibration draws

@@ -16,15 +16,16 @@ import cherry_nb
 from ..core import *
 
 # %% auto #0
-__all__ = ['CONVNEXTV2', 'DEFAULT_ARCH', 'PRODUCTION_ARCH', 'WEIGHT_LOADERS', 'PretrainedWeightsError', 'hub_reachable',
-           'classifier_prefixes', 'read_state_dict', 'load_weights', 'register_weights', 'create_model', 'grow_head',
-           'head_modules', 'stage_modules', 'set_trainable', 'count_params', 'describe', 'ARTIFACT_FORMAT',
-           'ARTIFACT_VERSION', 'artifact_paths', 'artifact_hash', 'save_artifact', 'read_artifact_meta',
-           'load_artifact']
+__all__ = ['CONVNEXTV2', 'DEFAULT_ARCH', 'DEFAULT_IMAGE_SIZE', 'PRODUCTION_ARCH', 'WEIGHT_LOADERS', 'PretrainedWeightsError',
+           'hub_reachable', 'classifier_prefixes', 'read_state_dict', 'load_weights', 'register_weights',
+           'create_model', 'grow_head', 'head_modules', 'stage_modules', 'set_trainable', 'count_params', 'describe',
+           'ARTIFACT_FORMAT', 'ARTIFACT_VERSION', 'artifact_paths', 'artifact_hash', 'save_artifact',
+           'read_artifact_meta', 'load_artifact']
 
 # %% ../../nbs/21_learn.models.ipynb #62c87162
 CONVNEXTV2 = ('convnextv2_atto', 'convnextv2_femto', 'convnextv2_pico', 'convnextv2_nano', 'convnextv2_tiny')
 DEFAULT_ARCH = 'convnextv2_atto'      # CPU default
+DEFAULT_IMAGE_SIZE = 64              # training resolution (px) of the CPU default
 PRODUCTION_ARCH = 'convnextv2_tiny'   # what the plant runs
 
 class PretrainedWeightsError(RuntimeError):

@@ -341,7 +341,7 @@ def figure(self: Watch, times=None, title: str | None = None):
 @patch
 def to_dict(self: Watch) -> dict:
     "Everything needed to resume the watch (JSON-able): settings, reference, counts, capitals, generator, path."
-    return dict(kind='cherry_nb.line.watch', version=1, settings=self.settings(), reference=self.ref.scores.tolist(),
+    return dict(kind='cherry_nb.watch', version=1, settings=self.settings(), reference=self.ref.scores.tolist(),
                 counts=self.counts.tolist(), log_parts=self.log_parts.tolist(), alarm_at=self.alarm_at,
                 rng=self._rng.bit_generator.state, path=self.path.tolist(), ranks=self._ranks[0].tolist(),
                 decayed=self.decayed.tolist())
@@ -349,7 +349,7 @@ def to_dict(self: Watch) -> dict:
 @patch(cls_method=True)
 def from_dict(cls: Watch, d: dict) -> Watch:
     "Resume a watch saved with `to_dict`."
-    if d.get('kind') != 'cherry_nb.line.watch' or d.get('version') != 1:
+    if d.get('kind') != 'cherry_nb.watch' or d.get('version') != 1:
         raise ValueError(f"not a saved watch (kind={d.get('kind')!r}, version={d.get('version')!r})")
     w = cls(d['reference'], **d['settings'])
     if len(d['counts']) != w.bins or len(d['log_parts']) != len(w.log_parts):

@@ -12,8 +12,8 @@ import numpy as np, pandas as pd, torch
 from ..core import *
 from ..data import CachedImageDataset, make_loader, read_manifest, save_manifest, manifest_hash
 from ..learn.augment import FieldSimulator
-from ..learn.models import (DEFAULT_ARCH, create_model, grow_head, set_trainable, save_artifact, load_artifact,
-                              read_artifact_meta, artifact_paths)
+from ..learn.models import (DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, create_model, grow_head, set_trainable,
+                                    save_artifact, load_artifact, read_artifact_meta, artifact_paths)
 from ..learn.learner import TrainConfig, Callback
 from ..learn.lr_find import lr_find_summary
 from ..learn.train import fit
@@ -37,7 +37,7 @@ class TrainJob:
     exclude_fold: int | None = None         # drop training rows whose `fold` column equals this (cross-fitting)
     arch: str = DEFAULT_ARCH                # timm architecture
     pretrained: str = ''                    # '' from scratch, 'hub', or a local weights file
-    image_size: int = 64                    # training resolution
+    image_size: int = DEFAULT_IMAGE_SIZE    # training resolution
     aug: str | None = 'heavy'               # field-simulator preset ('heavy', 'light') or None
     train: dict = field(default_factory=dict)  # TrainConfig fields (epochs, lr, seed, ...)
     init_from: str | None = None            # name of a finished job whose weights start this one (stage 2)

@@ -118,7 +118,8 @@ def default_bundle(run) -> str | None:
     text = f.read_text().strip()
     try: v = json.loads(text); name = str(v['name'] if isinstance(v, dict) else v)
     except (json.JSONDecodeError, KeyError): name = text
-    if name not in (have := bundle_names(run)): raise FileNotFoundError(f"{f} names bundle {name!r}, but the run holds {have}")
+    if name not in (have := bundle_names(run)):
+        raise FileNotFoundError(f"{f} names bundle {name!r}, but the run holds {have}")
     return name
 
 

@@ -14,7 +14,7 @@ from ..core import *
 from ..params import *
 from ..data.synth import PRESETS
 from ..learn.augment import AUG_PRESETS
-from ..learn.models import DEFAULT_ARCH, WEIGHT_LOADERS
+from ..learn.models import DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, WEIGHT_LOADERS
 import cherry_nb.learn.weights   # registers the named weight sources `pretrained` may name
 from ..judge.views import RULES
 
@@ -37,7 +37,7 @@ class DataConfig:
     views: int = 1                   # images per cherry (simulator); data: grouped by <cherry>_v<k> names or cherry_id
     rule: str = 'max'                # several views per cherry: how a cherry's view scores make one (see views.RULES)
     view_sampling: str = 'all'       # several views per cherry: train on 'all' views each epoch, or 'one' per cherry
-    labels: str = ''                 # labels CSV (`cherry_nb.studies.label`) joined as label3: explicit 3-class on real data
+    labels: str = ''                 # labels CSV (`studies.label`) joined as label3: explicit 3-class on real data
     checks: ClassVar[dict] = dict(pit_as_clean=unit(), clean_as_pit=unit(), data_seed=at_least(0),
                                   preset=one_of(*PRESETS), views=at_least(1), rule=one_of(*RULES),
                                   view_sampling=one_of('all', 'one'),
@@ -185,7 +185,7 @@ class ModelConfig:
     "The model every job of a workflow trains, and its input."
     arch: str = DEFAULT_ARCH         # timm model (production: convnextv2_tiny)
     pretrained: str = ''             # '' from scratch, 'hub', a named source (`weights.WEIGHT_SOURCES`) or a file
-    image_size: int = 64             # training resolution
+    image_size: int = DEFAULT_IMAGE_SIZE  # training resolution
     aug: str = 'light'               # field-simulator preset (the seed's was 'heavy'; 'none' for no augmentation)
     checks: ClassVar[dict] = dict(arch=ARCH, pretrained=PRETRAINED, image_size=positive(),
                                   aug=one_of(*AUG_PRESETS, 'none'))
@@ -214,8 +214,8 @@ class TiersConfig:
     prod_reject: float = 0.75        # production mapping: p(pit) at or above this -> reject
     review: float = 0.65             # enhanced 2-class tiers (and the ensemble's): p(pit) from this -> review
     reject: float = 0.85             # ... and from this -> reject
-    alpha: float = 0.01              # guaranteed tiers: target pit-miss rate ...
-    delta: float = 0.1               # ... with probability at least 1 - delta
+    alpha: float = ALPHA             # guaranteed tiers: target pit-miss rate ...
+    delta: float = DELTA             # ... with probability at least 1 - delta
     beta: float = 0.05               # guaranteed tiers: target false-reject rate
     checks: ClassVar[dict] = dict(prod_review=unit(), prod_reject=unit(), review=unit(), reject=unit(),
                                   alpha=unit_open(), delta=unit_open(), beta=unit_open())
