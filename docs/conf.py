@@ -1,8 +1,9 @@
 """Sphinx configuration of the cherry_nb docs site (built by `python tests/build_docs.py`, which writes the pages).
 
-Sphinx + MyST-NB + furo, all pure Python: the notebooks are rendered from nbdev's doc processing (their stored
-outputs, nothing is executed here); the API pages come from autodoc, with each parameter's docments comment
-(nbdev style: one trailing comment per argument) added as a `:param:` field."""
+Sphinx + MyST-NB + furo, all pure Python: the notebooks are rendered from nbdev's doc processing of their executed
+copies (the build runs them first; Sphinx executes nothing); a page with a plotly figure loads plotly.js from the
+site (_static/plotly.min.js, the plotly package's own copy; no CDN); the API pages come from autodoc, with each
+parameter's docments comment (nbdev style: one trailing comment per argument) added as a `:param:` field."""
 from configparser import ConfigParser
 from pathlib import Path
 
@@ -18,7 +19,7 @@ html_title = f"{project} {version}"
 extensions = ['myst_nb', 'sphinx.ext.autodoc']
 root_doc = 'index'
 exclude_patterns = ['_build', '**.ipynb_checkpoints']
-nb_execution_mode = 'off'                # render the stored outputs; never run a notebook while building
+nb_execution_mode = 'off'                # render the stored outputs (tests/build_docs.py ran the notebooks)
 nb_merge_streams = True
 myst_enable_extensions = ['colon_fence', 'dollarmath']
 myst_heading_anchors = 3
@@ -46,6 +47,23 @@ def add_docments(app, what, name, obj, options, lines):
     lines.extend(fields)
 
 
+PLOTLY_JS = 'plotly.min.js'
+
+
+def copy_plotly_js(app):
+    "builder-inited: plotly.js from the installed plotly package into the site's _static (pages load it locally)."
+    import shutil, plotly
+    static = Path(app.outdir)/'_static'; static.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(plotly.__file__).parent/'package_data'/PLOTLY_JS, static/PLOTLY_JS)
+
+
+def plotly_js_on_figure_pages(app, pagename, templatename, context, doctree):
+    "html-page-context: a page with a plotly figure loads _static/plotly.min.js (in <head>, before its figures)."
+    if 'plotly-graph-div' in context.get('body', ''): app.add_js_file(PLOTLY_JS)
+
+
 def setup(app):
     app.connect('autodoc-process-docstring', add_docments)
+    app.connect('builder-inited', copy_plotly_js)
+    app.connect('html-page-context', plotly_js_on_figure_pages)
     return dict(parallel_read_safe=True)

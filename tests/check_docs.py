@@ -167,40 +167,47 @@ def process(src, dst=None) -> dict:
     return res
 
 
-_WORKER = ("import json, os, sys; sys.path.insert(0, sys.argv[1]); from check_docs import process\n"
+_WORKER = ("import importlib, json, os, sys; sys.path.insert(0, sys.argv[1])\n"
+           "f = getattr(importlib.import_module(sys.argv[2]), sys.argv[3]); print('@@READY@@', flush=True)\n"
            "for line in sys.stdin:\n"
-           "    src, dst = json.loads(line); os.chdir(os.path.dirname(src))\n"
-           "    print('@@RESULT@@' + json.dumps(process(src, dst)), flush=True)\n")
+           "    src, dst, cwd = json.loads(line); os.chdir(cwd)\n"
+           "    print('@@RESULT@@' + json.dumps(f(src, dst)), flush=True)\n")
 
 
 class _Worker:
-    "A Python process that runs process() on one notebook after another (imports stay loaded, as in nbdev's pool)."
-    def __init__(self): self.p = None
+    """A Python process that runs `func(src, dst)` (default: process()) on one notebook after another (imports stay
+    loaded, as in nbdev's pool); `func` is 'module:name' of a module in tests/, returning a result dict."""
+    def __init__(self, func='check_docs:process', what='doc processing'):
+        self.p, self.func, self.what = None, func, what
 
     def _start(self):
         self.err = tempfile.TemporaryFile(mode='w+')
         env = dict(os.environ, PYTHONHASHSEED='0', MPLBACKEND='Agg', PYTHONUNBUFFERED='1')
-        self.p = subprocess.Popen([sys.executable, '-c', _WORKER, str(Path(__file__).parent)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
+        self.p = subprocess.Popen([sys.executable, '-c', _WORKER, str(Path(__file__).parent), *self.func.split(':')],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
         self.lines = queue.Queue()
         threading.Thread(target=lambda out, q: [q.put(l) for l in out] + [q.put(None)],
                          args=(self.p.stdout, self.lines), daemon=True).start()
+        while (line := self.lines.get(timeout=600)) is not None and not line.startswith('@@READY@@'): pass
+        if line is None: self.lines.put(None)           # it died starting: run() reports it
 
     def run(self, nb: Path, dst, timeout) -> dict:
-        "process(nb, dst) in this worker; a failed result if it takes over `timeout` s or the worker dies."
+        "func(nb, dst) in this worker, in nb's folder; a failed result if it takes over `timeout` s or the worker dies."
         if self.p is None: self._start()
         t0, fail = time.time(), dict(notebook=str(nb), ok=False, cell=None, id=None, source='')
-        self.p.stdin.write(json.dumps([str(nb), None if dst is None else str(dst)]) + '\n'); self.p.stdin.flush()
+        job = [str(nb), None if dst is None else str(dst), str(Path(nb).parent)]
+        self.p.stdin.write(json.dumps(job) + '\n'); self.p.stdin.flush()
         while True:
             try: line = self.lines.get(timeout=max(0.1, t0 + timeout - time.time()))
             except queue.Empty:
                 self.close()
-                return dict(fail, seconds=timeout, error=f"doc processing did not finish within {timeout} s "
-                                                          "(a cell it runs trains, renders data or hangs)")
+                why = ' (a cell it runs trains, renders data or hangs)' if self.what == 'doc processing' else ''
+                return dict(fail, seconds=timeout, timed_out=True,
+                            error=f"{self.what} did not finish within {timeout} s{why}")
             if line is None:
                 rc = self.p.wait(); self.err.seek(0); tail = self.err.read()[-2000:]; self.close()
                 return dict(fail, seconds=round(time.time() - t0, 1),
-                            error=f"the doc processing process died (exit {rc}):\n{tail}")
+                            error=f"the {self.what} process died (exit {rc}):\n{tail}")
             if line.startswith('@@RESULT@@'): return json.loads(line[len('@@RESULT@@'):])
 
     def close(self):

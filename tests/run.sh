@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole cherry_nb test suite, from a fresh clone: virtual environment, install, nbdev sync and
-# cleanliness checks, the notebooks' own tests (nbdev_test) and the pytest layer against the installed package.
+# cleanliness checks, the notebooks' own tests (nbdev's test_nb), the docs site and the pytest layer against the
+# installed package.
 # Any failing part fails the run; pytest finding no tests is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,16 +39,21 @@ fi
 step "README.md is generated from nbs/index.ipynb"
 python tests/make_readme.py --check
 
-step "doc processing: every notebook processes cleanly (nbdev's processors, no training or rendering)"
-python tests/check_docs.py
+# Every notebook runs once, for its test and for the docs site: nbdev's own test_nb (what nbdev_test runs; cells flagged
+# slow or cuda are skipped) on nbs/*.ipynb and nbs/tutorials/*.ipynb, keeping each notebook's outputs in an executed
+# copy under build/docs/executed (the notebooks in nbs/ stay clean). settings.ini has recursive = False and the runner
+# globs nbs/ and nbs/tutorials/ only: nbs/workflows/ trains full models at their default parameters.
+step "nbdev_test: every notebook cell runs as a test (nbs/, nbs/tutorials/; outputs kept for the docs site)"
+python tests/exec_nbs.py --out build/docs/executed --timing
 
-step "nbdev_test (every notebook cell runs as a test)"
-nbdev_test --n_workers 2 --timing
-
-# settings.ini has recursive = False, so the step above reads nbs/*.ipynb only: the tutorials get a step of their own
-# (recursive = True would also run nbs/workflows/, whose notebooks train full models at their default parameters)
-step "nbdev_test on the tutorials (nbs/tutorials/; cells flagged cuda are skipped)"
-nbdev_test --path nbs/tutorials --timing
+if [ $FAST = 1 ]; then
+  step "doc processing: every notebook processes cleanly (nbdev's processors; --fast builds no site)"
+  python tests/check_docs.py
+else
+  step "docs site: doc processing of every notebook (nbdev's processors), Sphinx, with the outputs above"
+  python tests/build_docs.py --executed build/docs/executed --no-execute --out build/docs/site
+  export CHERRY_DOCS_SITE="$PWD/build/docs/site"     # the docs browser tests open this site instead of building one
+fi
 
 step "pytest against the installed package"
 if [ $FAST = 1 ]; then
