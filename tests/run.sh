@@ -16,7 +16,8 @@ step "virtual environment $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
-export PATH="$PWD/$VENV/bin:$PATH"
+case "$VENV" in /*) VBIN="$VENV/bin" ;; *) VBIN="$PWD/$VENV/bin" ;; esac   # CHERRY_VENV may be absolute
+export PATH="$VBIN:$PATH"
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} MPLBACKEND=Agg PYTHONHASHSEED=0
 python -c "import cherry_nb, torch, timm; print('cherry_nb', cherry_nb.__version__, '| torch', torch.__version__, '| timm', timm.__version__)"
 
