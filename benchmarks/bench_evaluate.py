@@ -1,4 +1,4 @@
-"""Speed of batched inference (`evaluate.predict`) and of loading artifacts (`models.load_artifact`).
+"""Speed of batched inference (`evaluate.predict`) and of loading artifacts (`artifacts.load_artifact`).
 
 Run: python benchmarks/bench_evaluate.py [--arch convnextv2_atto] [--size 64] [--n 512] [--device auto]
 Prints one result line per measurement. Shares the CPU with whatever else runs: compare runs on a quiet machine.
@@ -8,7 +8,8 @@ from pathlib import Path
 import torch, timm
 from torch.utils.data import TensorDataset
 from cherry_nb.core import set_seed, get_device
-from cherry_nb.learn.models import create_model, save_artifact, load_artifact
+from cherry_nb.learn.models import create_model
+from cherry_nb.learn.artifacts import save_artifact, load_artifact
 from cherry_nb.judge.evaluate import predict
 
 def main():

@@ -33,7 +33,7 @@ from cherry_nb.core import sha256_file
 from cherry_nb.studies.compare import CompareConfig, seed_jobs
 from cherry_nb.data import read_image_folder, save_manifest
 from cherry_nb.run.jobs import TrainJob, run_jobs
-from cherry_nb.learn.models import read_artifact_meta
+from cherry_nb.learn.artifacts import read_artifact_meta
 from cherry_nb.run.ray_jobs import ray_session
 from cherry_nb.data.synth import PRESETS, render_dataset
 from cherry_nb.studies.two_stage import assign_folds

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from cherry_nb.studies.two_stage import workflow_data, pit_truth
 from cherry_nb.data import CachedImageDataset, make_loader, read_manifest
-from cherry_nb.learn.models import load_artifact
+from cherry_nb.learn.artifacts import load_artifact
 from cherry_nb.judge.evaluate import predict
 from cherry_nb.judge.calibrate import TemperatureScaler
 from cherry_nb.judge.tiers import enhanced_two_class, guaranteed_tiers, evaluate_policy

@@ -22,7 +22,7 @@ from cherry_nb.core import *
 from cherry_nb.data.synth import render_dataset
 from cherry_nb.data import read_image_folder, save_manifest, CachedImageDataset, make_loader
 from cherry_nb.run.jobs import TrainJob, run_job
-from cherry_nb.learn.models import load_artifact
+from cherry_nb.learn.artifacts import load_artifact
 from cherry_nb.judge.evaluate import predict
 from cherry_nb.judge.calibrate import fit_temperature, softmax_t
 from cherry_nb.judge.tiers import guaranteed_tiers, InsufficientCalibration

@@ -51,7 +51,7 @@ def stage_scores(a):
     from cherry_nb.data import read_image_folder, save_manifest
     from cherry_nb.run.jobs import TrainJob, run_job, artifact_dir
     from cherry_nb.studies.two_stage import pit_scores_for
-    from cherry_nb.learn.models import read_artifact_meta
+    from cherry_nb.learn.artifacts import read_artifact_meta
     data, run = ROOT / 'data' / 'watch-sim', ROOT / 'runs' / 'watch-sim'
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -183,3 +183,24 @@ if __name__ == '__main__':   # the counts of the architecture: python tests/test
              for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
     print('largest notebook cell:', max(cells))
     for n, where in _defaults().items(): print(f"defaults of {n}: {len(where)}", ' '.join(where))
+
+
+def _exported_by() -> dict:
+    "{module (relative to the package): the notebook exporting it}, from each notebook's `#| default_exp`."
+    import json, re
+    out = {}
+    for nb in sorted((PKG.parent / 'nbs').glob('*.ipynb')):
+        for c in json.loads(nb.read_text())['cells']:
+            m = re.search(r'#\|\s*default_exp\s+(\S+)', ''.join(c['source']))
+            if m: out[m.group(1)] = nb.name
+    return out
+
+
+def test_notebooks_are_numbered_in_dependency_order(graph):
+    "A module imports only modules exported by notebooks numbered before its own (parts in order, and within them)."
+    exp = _exported_by()
+    def nb(m):
+        while m and m not in exp: m = m.rpartition('.')[0]
+        return exp.get(m)
+    later = [f"{m} ({nb(m)}) -> {t} ({nb(t)})" for m, ts in graph.items() if nb(m) for t in ts if nb(t) and nb(t) > nb(m)]
+    assert not later, "imports of a later notebook's module (renumber the notebooks):\n  " + '\n  '.join(later)

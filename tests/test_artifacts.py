@@ -5,7 +5,8 @@ from cherry_nb.learn.artifacts import load_artifact, read_artifact_meta
 PROG = """
 import sys, torch
 from cherry_nb.core import set_seed, CLASSES_2
-from cherry_nb.learn.models import create_model, save_artifact
+from cherry_nb.learn.models import create_model
+from cherry_nb.learn.artifacts import save_artifact
 set_seed(0)
 save_artifact(create_model('test_resnet', CLASSES_2), sys.argv[1], dict(input_size=(3, 32, 32), notes=sys.argv[1]))
 """

@@ -63,7 +63,7 @@ def test_compare_workflow(tmp_path):
 @pytest.mark.slow
 def test_compare_on_ray_matches_in_process(tmp_path):
     "`-p workers 2` runs the jobs on a local Ray; the report's numbers equal those of `workers 1`."
-    from cherry_nb.run.testing import tiny_sim
+    from cherry_nb.data.toys import tiny_sim
     base = [EXE, 'run', 'compare', '-p', 'data', str(tiny_sim()), '-p', 'arch', 'test_resnet', '-p', 'aug', 'none',
             '-p', 'image_size', '32', '-p', 'epochs', '2', '-p', 'batch_size', '16', '-p', 'members', '3',
             '-p', 'seeds', '1', '-p', 'methods', 'enhanced 2-class,ensemble']

@@ -18,10 +18,10 @@ ARTIFACTS = Path(os.environ.get('CHERRY_TEST_ARTIFACTS', Path(__file__).parent /
 
 def test_small_notebooks_process_cleanly(tmp_path):
     "nbdev's processors run on two small notebooks; the processed copies hold show_doc output of exported names."
-    nbs = [ROOT / 'nbs' / '45_run.testing.ipynb', ROOT / 'nbs' / '35_judge.ensemble.ipynb']
+    nbs = [ROOT / 'nbs' / '15_data.toys.ipynb', ROOT / 'nbs' / '35_judge.ensemble.ipynb']
     problems = check_docs.check(nbs, out_dir=tmp_path, workers=1, timeout=120, log=lambda *a: None)
     assert problems == [], '\n'.join(map(check_docs.describe, problems))
-    proc = json.loads((tmp_path / '45_run.testing.ipynb').read_text(encoding='utf-8'))
+    proc = json.loads((tmp_path / '15_data.toys.ipynb').read_text(encoding='utf-8'))
     md = [''.join(o['data']['text/markdown']) for c in proc['cells'] for o in c.get('outputs', [])
           if 'text/markdown' in o.get('data', {})]
     assert any('tiny_manifest' in m for m in md), 'no show_doc output for tiny_manifest'
@@ -29,7 +29,7 @@ def test_small_notebooks_process_cleanly(tmp_path):
 
 def test_rule_two_is_found_and_fixed(tmp_path, monkeypatch):
     "A cell doc processing runs for its import, with other code, is reported; --fix moves the import to its own cell."
-    nb = json.loads((ROOT / 'nbs' / '45_run.testing.ipynb').read_text(encoding='utf-8'))
+    nb = json.loads((ROOT / 'nbs' / '15_data.toys.ipynb').read_text(encoding='utf-8'))
     bad = dict(cell_type='code', execution_count=None, id='badcell1', metadata={}, outputs=[],
                source=['#| slow\n', 'import time; x = 1  # training would go here\n', 'y = x + 1'])
     nb['cells'].append(bad)

@@ -5,7 +5,7 @@ import re, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import nbformat, numpy as np, pandas as pd, pytest
-from cherry_nb.run.testing import tiny_sim
+from cherry_nb.data.toys import tiny_sim
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 TINY = ['-p', 'arch', 'test_resnet', '-p', 'image_size', '32', '-p', 'epochs1', '1', '-p', 'epochs2', '1',

@@ -10,7 +10,7 @@ from cherry_nb.core import CLASSES_3, sha256_file
 from cherry_nb.data import read_image_folder, save_manifest
 from cherry_nb.run.jobs import (TrainJob, JobsFailed, job_log_path, plan_jobs, run_job, run_jobs, torch_threads,
                             job_threads, ATTEMPT)
-from cherry_nb.learn.models import read_artifact_meta
+from cherry_nb.learn.artifacts import read_artifact_meta
 import cherry_nb.run.ray_jobs   # registers the Ray backend of `run_jobs` (workers > 1, a ray_address)
 from cherry_nb.data.synth import render_dataset
 from cherry_nb.learn.learner import Callback

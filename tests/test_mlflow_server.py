@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from cherry_nb.core import CLASSES_2, rate
-from cherry_nb.learn.models import create_model, save_artifact
+from cherry_nb.learn.models import create_model
+from cherry_nb.learn.artifacts import save_artifact
 from cherry_nb.faces.report.core import Report
 from cherry_nb.run.runs import RunFolder, end_attempt, start_attempt, write_metrics, write_params
 

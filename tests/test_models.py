@@ -4,8 +4,8 @@ import pytest, torch, timm, safetensors.torch
 from cherry_nb.core import CLASSES_2, CLASSES_3, sha256_file
 import cherry_nb.learn.weights   # registers the named weight sources with `create_model`
 from cherry_nb.learn.models import (create_model, hub_reachable, load_weights, grow_head, set_trainable, count_params,
-                              describe, save_artifact, load_artifact, artifact_hash, artifact_paths,
-                              PretrainedWeightsError)
+                                    describe, PretrainedWeightsError)
+from cherry_nb.learn.artifacts import save_artifact, load_artifact, artifact_hash, artifact_paths
 
 X = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 

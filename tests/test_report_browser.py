@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cherry_nb.params import config_from
-from cherry_nb.run.testing import tiny_manifest
+from cherry_nb.data.toys import tiny_manifest
 from cherry_nb.studies.two_stage import TwoStageConfig, run_two_stage
 from cherry_nb.faces.report.two_stage import two_stage_report
 

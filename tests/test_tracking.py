@@ -8,10 +8,11 @@ from mlflow.tracking import MlflowClient
 
 import cherry_nb
 from cherry_nb.core import CLASSES_2, CLASSES_3, rate, sha256_file
-from cherry_nb.learn.models import artifact_hash, create_model, read_artifact_meta, save_artifact
+from cherry_nb.learn.artifacts import artifact_hash, read_artifact_meta, save_artifact
+from cherry_nb.learn.models import create_model
 from cherry_nb.run.runs import (RunFolder, end_attempt, read_metrics, read_params, start_attempt, write_metrics,
                                 write_params)
-from cherry_nb.run.testing import tiny_manifest
+from cherry_nb.data.toys import tiny_manifest
 from cherry_nb.run.tracking import KEY_TAG, MLFLOW_INSTALL, log_run, mlflow_command, run_view
 
 

@@ -97,7 +97,8 @@ def test_run_folder_copied_without_cache_keeps_its_finished_jobs(tmp_path):
     "The tutorial saves a run to Drive without `.cache` and copies it back to resume: no finished job retrains."
     from cherry_nb.data import save_manifest
     from cherry_nb.run.jobs import job_done, run_job
-    from cherry_nb.run.testing import tiny_job, tiny_manifest
+    from cherry_nb.run.testing import tiny_job
+    from cherry_nb.data.toys import tiny_manifest
     run = tmp_path / 'runs' / 'r1'
     save_manifest(tiny_manifest(root=tmp_path / 'sim'), run / 'manifest.csv')
     job = tiny_job('stage1')

@@ -8,7 +8,7 @@ from cherry_nb.run.jobs import TrainJob
 from cherry_nb.studies.two_stage import verify_lineage
 from cherry_nb.studies.recipes import mining_scores
 from cherry_nb.judge.mining import apply_mining, MiningConfig
-from cherry_nb.learn.models import read_artifact_meta
+from cherry_nb.learn.artifacts import read_artifact_meta
 
 EXE = str(Path(sys.executable).parent / 'cherry-nb')
 

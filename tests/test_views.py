@@ -13,7 +13,7 @@ from cherry_nb.data import (CachedImageDataset, assign_splits, check_leakage, ch
                             read_image_folder)
 from cherry_nb.faces.explorer import ExplorerState
 from cherry_nb.data.synth import VIEW_COLS, ViewConfig, read_truth, render_dataset
-from cherry_nb.run.testing import toy_view_scores
+from cherry_nb.data.toys import toy_view_scores
 from cherry_nb.judge.tiers import DependentCalibration, ThresholdPolicy, guaranteed_tiers, policy_from_dict
 from cherry_nb.judge.views import (RULES, CherryPolicy, cherry_guaranteed_tiers, cherry_scores, coverage_summary,
                              resplit_coverage)

@@ -206,7 +206,8 @@ def test_watch_command_end_to_end(tmp_path):
     "`cherry-nb watch` and `cherry-nb predict --watch` on tiny data: files written, quiet on a mixed folder order"
     import shutil, subprocess, sys, json
     from pathlib import Path
-    from cherry_nb.run.testing import tiny_manifest, tiny_job
+    from cherry_nb.data.toys import tiny_manifest
+    from cherry_nb.run.testing import tiny_job
     from cherry_nb.run.runs import RunFolder
     from cherry_nb.judge.evaluate import score_artifact
     from cherry_nb.data import save_manifest

@@ -2,7 +2,8 @@
 import dataclasses
 import numpy as np, pytest, timm, torch
 
-from cherry_nb.learn.models import PretrainedWeightsError, create_model, load_artifact, read_state_dict, save_artifact
+from cherry_nb.learn.models import PretrainedWeightsError, create_model, read_state_dict
+from cherry_nb.learn.artifacts import load_artifact, save_artifact
 from cherry_nb.learn.weights import (WEIGHT_SOURCES, efficientnet_pytorch_filter_fn, fit_state_dict, source_file,
                                weight_source)
 from cherry_nb.learn.augment import EvalTransform, FieldSimulator

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..core import *
 from ..learn.augment import EvalTransform
-from ..learn.models import load_artifact
+from ..learn.artifacts import load_artifact
 from ..data import CachedImageDataset, make_loader
 
 # %% auto #0
@@ -300,7 +300,7 @@ def plot_top_losses(preds: Predictions, # from `predict`
     return fig
 
 # %% ../../nbs/30_judge.evaluate.ipynb #0526c2c2
-def score_artifact(artifact,                # an artifact folder (`models.save_artifact`)
+def score_artifact(artifact,                # an artifact folder (`artifacts.save_artifact`)
                    df: pd.DataFrame,        # manifest rows (path, label)
                    cache_dir=None,          # the image cache (None: none)
                    progress: bool = True,   # show a progress bar

@@ -18,9 +18,7 @@ from ..core import *
 # %% auto #0
 __all__ = ['CONVNEXTV2', 'DEFAULT_ARCH', 'DEFAULT_IMAGE_SIZE', 'PRODUCTION_ARCH', 'WEIGHT_LOADERS', 'PretrainedWeightsError',
            'hub_reachable', 'classifier_prefixes', 'read_state_dict', 'load_weights', 'register_weights',
-           'create_model', 'grow_head', 'head_modules', 'stage_modules', 'set_trainable', 'count_params', 'describe',
-           'ARTIFACT_FORMAT', 'ARTIFACT_VERSION', 'artifact_paths', 'artifact_hash', 'save_artifact',
-           'read_artifact_meta', 'load_artifact']
+           'create_model', 'grow_head', 'head_modules', 'stage_modules', 'set_trainable', 'count_params', 'describe']
 
 # %% ../../nbs/21_learn.models.ipynb #62c87162
 CONVNEXTV2 = ('convnextv2_atto', 'convnextv2_femto', 'convnextv2_pico', 'convnextv2_nano', 'convnextv2_tiny')
@@ -255,9 +253,3 @@ def describe(model: nn.Module) -> str:
     f = lambda v: '(' + ', '.join(f'{x:.3f}' for x in v) + ')' if v else '?'
     return (f"{arch}: {len(cls)} classes ({', '.join(cls)}), {k(n)} params ({k(t)} trainable), "
             f"input {size}, mean {f(cfg.get('mean'))} std {f(cfg.get('std'))}")
-
-# %% ../../nbs/21_learn.models.ipynb #05c37ab6
-from .artifacts import (ARTIFACT_FORMAT, ARTIFACT_VERSION, artifact_paths, artifact_hash, save_artifact,
-                                 read_artifact_meta, load_artifact)
-_all_ = ['ARTIFACT_FORMAT', 'ARTIFACT_VERSION', 'artifact_paths', 'artifact_hash', 'save_artifact',
-         'read_artifact_meta', 'load_artifact']

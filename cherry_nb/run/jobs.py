@@ -12,8 +12,8 @@ import numpy as np, pandas as pd, torch
 from ..core import *
 from ..data import CachedImageDataset, make_loader, read_manifest, save_manifest, manifest_hash
 from ..learn.augment import FieldSimulator
-from ..learn.models import (DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, create_model, grow_head, set_trainable,
-                                    save_artifact, load_artifact, read_artifact_meta, artifact_paths)
+from ..learn.models import DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, create_model, grow_head, set_trainable
+from ..learn.artifacts import save_artifact, load_artifact, read_artifact_meta, artifact_paths
 from ..learn.learner import TrainConfig, Callback
 from ..learn.lr_find import lr_find_summary
 from ..learn.train import fit

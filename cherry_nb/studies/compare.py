@@ -17,11 +17,11 @@ from .config import cherry_ids
 from ..judge.views import CherryPolicy, cherry_scores, cherry_guaranteed_tiers
 from ..run.runs import RunFolder, write_predictions, write_metrics, read_metrics
 from .config import DataConfig, JobsConfig, TrackingConfig
-from ..params import Check, positive, at_least, unit, unit_open, one_of, satisfies, ParamError
+from ..params import order_problems, Check, positive, at_least, unit, unit_open, one_of, satisfies, ParamError
 from ..judge.evaluate import score_artifact
 from ..learn.augment import AUG_PRESETS
 from ..data import save_manifest, manifest_hash
-from ..learn.models import read_artifact_meta
+from ..learn.artifacts import read_artifact_meta
 from ..judge.calibrate import TemperatureScaler, ece
 from ..judge.mining import MiningConfig, mining_effects
 from ..judge.tiers import (ProductionPolicy, ArgmaxPolicy, ThresholdPolicy, tier_metrics, guaranteed_tiers,

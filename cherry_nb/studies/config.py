@@ -4,7 +4,7 @@
 
 # %% ../../nbs/60_studies.config.ipynb #5ecde225
 from __future__ import annotations
-import importlib
+import importlib, json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar

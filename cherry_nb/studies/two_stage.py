@@ -16,7 +16,7 @@ from ..params import Check, positive, at_least, unit, unit_open, one_of, satisfi
 from ..judge.evaluate import score_artifact
 from ..learn.augment import AUG_PRESETS
 from ..data import save_manifest, manifest_hash, check_splits
-from ..learn.models import save_artifact, read_artifact_meta, artifact_hash, load_artifact
+from ..learn.artifacts import save_artifact, read_artifact_meta, artifact_hash, load_artifact
 from ..judge.evaluate import class_report
 from ..judge.calibrate import TemperatureScaler
 from ..judge.mining import MiningConfig, MINING_MODES, mining_table, mining_truth

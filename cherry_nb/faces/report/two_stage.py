@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ...core import *
 from ...run.runs import RunFolder, read_metrics, read_predictions
-from ...learn.models import read_artifact_meta
+from ...learn.artifacts import read_artifact_meta
 from .core import (Report, Gate, recommendation, md_table, flags_md, class_rates, confusion_figure,
                                    reliability_figure, artifacts_table, training_figures, training_table)
 
