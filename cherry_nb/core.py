@@ -76,6 +76,7 @@ class Rate:
         return cls(int(d['k']), int(d['n']), nan(d.get('lo')), nan(d.get('hi')), d.get('conf', 0.95),
                    d.get('method', 'wilson'))
 
+# %% ../nbs/00_core.ipynb #9ebe7a35
 def rate(k: int, n: int, conf: float = 0.95, method: str = 'wilson') -> Rate:
     "`k` of `n` as a `Rate` with a `conf` interval by `method` ('wilson' or 'clopper-pearson')."
     k, n = int(k), int(n)
@@ -104,6 +105,7 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         for blk in iter(lambda: f.read(chunk), b''): h.update(blk)
     return h.hexdigest()
 
+# %% ../nbs/00_core.ipynb #784f9bbc
 def _umask() -> int:
     m = os.umask(0o022); os.umask(m); return m
 
@@ -122,6 +124,7 @@ def atomic_write(path, data: bytes | str) -> Path:
         raise
     return path
 
+# %% ../nbs/00_core.ipynb #0865ef77
 def _json_default(o):
     if is_dataclass(o): return asdict(o)
     if isinstance(o, Path): return str(o)
@@ -130,6 +133,7 @@ def _json_default(o):
     if hasattr(o, 'as_dict'): return o.as_dict()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
+# %% ../nbs/00_core.ipynb #2c31ede0
 def to_json(obj, indent: int = 2) -> str:
     "JSON text for `obj`, understanding dataclasses, paths, NumPy scalars/arrays and `Rate`s."
     return json.dumps(obj, indent=indent, default=_json_default, sort_keys=False)
@@ -146,6 +150,7 @@ def jsonable(obj):
     if is_dataclass(obj) and not isinstance(obj, type): return jsonable(asdict(obj))
     return obj
 
+# %% ../nbs/00_core.ipynb #af673ee2
 def _is_rate_dict(d) -> bool: return isinstance(d, dict) and {'k', 'n', 'lo', 'hi'} <= set(d)
 
 def from_jsonable(obj):
@@ -155,6 +160,7 @@ def from_jsonable(obj):
     if isinstance(obj, list): return [from_jsonable(v) for v in obj]
     return obj
 
+# %% ../nbs/00_core.ipynb #a29967a8
 def atomic_write_json(path, obj) -> Path:
     "Atomically write `obj` as JSON."
     return atomic_write(path, to_json(obj) + '\n')
@@ -164,6 +170,7 @@ def read_json(path):
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
 
+# %% ../nbs/00_core.ipynb #995e7ffd
 def read_format_json(path,          # a JSON file cherry_nb wrote with `format` and `format_version` keys
                      fmt: str,      # the format it must have, e.g. 'cherry_nb.artifact'
                      version: int,  # the newest format version this code reads

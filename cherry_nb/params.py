@@ -63,6 +63,7 @@ def coerce(value, default):
     elif t is str and isinstance(value, (int, float)) and not isinstance(value, bool): return str(value)
     raise TypeError(_TYPE_NAMES.get(t, t.__name__))
 
+# %% ../nbs/01_params.ipynb #7358ea1b
 def _problem(name, value, default, chk) -> tuple:
     if chk is not None and value in chk.extra: return value, None
     try: v = coerce(value, default)
@@ -73,6 +74,7 @@ def _problem(name, value, default, chk) -> tuple:
         return v, f"parameter {name} = {value!r}: must be {chk.describe()} (default {default!r})"
     return v, None
 
+# %% ../nbs/01_params.ipynb #043c7d6e
 def unknown_message(unknown: list, known, where: str = 'workflow') -> str:
     "The message for unknown parameter names: the closest known name for each, else the list of known names."
     close = {k: difflib.get_close_matches(k, list(known), n=1, cutoff=0.6) for k in unknown}
@@ -81,6 +83,7 @@ def unknown_message(unknown: list, known, where: str = 'workflow') -> str:
     msg = f"{where} has no parameter(s) " + ', '.join(hints + [repr(k) for k in rest])
     return msg + (f"; it takes {sorted(known)}" if rest else '')
 
+# %% ../nbs/01_params.ipynb #30ebe6c1
 def check_params(values: dict, defaults: dict, checks: dict | None = None, where: str = 'workflow') -> dict:
     "Checked and coerced `values` merged over `defaults`; one `ParamError` naming every bad parameter."
     checks = checks or {}

@@ -151,6 +151,11 @@ def test_the_graph_sees_cycles_inside_functions_and_relative_imports(tmp_path):
     assert sorted(cycles(g)) == [['a', 'b'], ['c', 'sub.d']]
 
 
+def _lit(node) -> str:
+    "'=<value>' when a default is written as a literal, '' when it names a constant declared elsewhere."
+    return f"={node.value!r}" if isinstance(node, ast.Constant) else ''
+
+
 def _defaults(names=('alpha', 'image_size', 'seed', 'arch')) -> dict:
     "{name: ['file:line', ...]} where the library declares a default for the parameter (an argument or a field)."
     out = {n: [] for n in names}
@@ -160,11 +165,11 @@ def _defaults(names=('alpha', 'image_size', 'seed', 'arch')) -> dict:
                 a = node.args
                 pairs = [*zip((a.posonlyargs + a.args)[::-1], a.defaults[::-1]), *zip(a.kwonlyargs, a.kw_defaults)]
                 for x, d in pairs:
-                    if d is not None and x.arg in out: out[x.arg].append(f"{p.name}:{x.lineno}")
+                    if d is not None and x.arg in out: out[x.arg].append(f"{p.name}:{x.lineno}{_lit(d)}")
             elif isinstance(node, ast.ClassDef):
                 for s in node.body:
                     if isinstance(s, ast.AnnAssign) and s.value is not None and getattr(s.target, 'id', '') in out:
-                        out[s.target.id].append(f"{p.name}:{s.lineno}")
+                        out[s.target.id].append(f"{p.name}:{s.lineno}{_lit(s.value)}")
     return out
 
 
@@ -182,7 +187,9 @@ if __name__ == '__main__':   # the counts of the architecture: python tests/test
              for nb in sorted((PKG.parent / 'nbs').rglob('*.ipynb'))
              for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
     print('largest notebook cell:', max(cells))
-    for n, where in _defaults().items(): print(f"defaults of {n}: {len(where)}", ' '.join(where))
+    for n, where in _defaults().items():
+        lit = [w for w in where if '=' in w]
+        print(f"defaults of {n}: {len(where)} arguments or fields, {len(lit)} written as a literal:", ' '.join(lit))
 
 
 def _exported_by() -> dict:
@@ -202,5 +209,6 @@ def test_notebooks_are_numbered_in_dependency_order(graph):
     def nb(m):
         while m and m not in exp: m = m.rpartition('.')[0]
         return exp.get(m)
-    later = [f"{m} ({nb(m)}) -> {t} ({nb(t)})" for m, ts in graph.items() if nb(m) for t in ts if nb(t) and nb(t) > nb(m)]
+    later = [f"{m} ({nb(m)}) -> {t} ({nb(t)})" for m, ts in graph.items() if nb(m)
+             for t in ts if nb(t) and nb(t) > nb(m)]
     assert not later, "imports of a later notebook's module (renumber the notebooks):\n  " + '\n  '.join(later)

@@ -1,5 +1,6 @@
 """Artifacts: the weights file (and so `weights_sha256`) is the same for the same tensors in every process."""
 import json, subprocess, sys
+import pytest
 from cherry_nb.learn.artifacts import load_artifact, read_artifact_meta
 
 PROG = """
@@ -11,6 +12,7 @@ set_seed(0)
 save_artifact(create_model('test_resnet', CLASSES_2), sys.argv[1], dict(input_size=(3, 32, 32), notes=sys.argv[1]))
 """
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_weights_sha256_is_reproducible_across_processes(tmp_path):
     for name in ('a', 'b', 'c'):
         subprocess.run([sys.executable, '-c', PROG, str(tmp_path / name)], check=True, capture_output=True, timeout=300)

@@ -46,6 +46,7 @@ def test_failed_run_leaves_partial_record(tmp_path):
     with pytest.raises(WorkflowFailed): run_workflow(str(src), {}, resume=run, stream=False)
     assert (run / 'bad.attempt1.ipynb').exists() and (run / 'bad.ipynb').exists()
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_console_command(tmp_path):
     src = write_nb(tmp_path / 'wf.ipynb')
     exe = Path(sys.executable).parent / 'cherry-nb'
@@ -61,6 +62,7 @@ def test_console_command(tmp_path):
     assert r.returncode == 2 and 'unknown workflow' in r.stderr
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 @pytest.mark.parametrize('wf', list_workflows())
 def test_checks_file_matches_config(wf):
     "The quick checks (before torch is imported) are the config's own; after changing a config's checks, regenerate."

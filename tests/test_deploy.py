@@ -323,6 +323,7 @@ def test_labelled_folder_and_grouped_manifest(enhanced, sim, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- ONNX
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 @pytest.mark.parametrize('kind', ('guaranteed', 'production', 'disagreement'))
 def test_onnx_matches_torch(full_parts, sim, kind, tmp_path):
     import onnxruntime as ort
@@ -477,6 +478,7 @@ def test_group_pattern_and_labelled_views(cherry, tmp_path):
     assert 'per cherry' in s['note'] and s['guarantee'].startswith('per cherry')
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_cli_predict_per_cherry(cherry, tmp_path):
     "`cherry-nb predict` through the real command line on a folder of views: one row per cherry, guarantee per cherry."
     cb = load_bundle(cherry['path'])
@@ -522,6 +524,7 @@ def test_watch_folder_watches_cherries(cherry, tmp_path):
 
 
 # ---------------------------------------------------------------- exit codes a script can trust
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_cli_predict_nothing_to_score_and_far_sizes(full_parts, sim, tmp_path):
     "Nothing to score (an empty folder, only bad files) exits 1 with the reason; images far from the input size are"
     " scored with a warning that counts them."

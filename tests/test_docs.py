@@ -16,6 +16,7 @@ import check_docs  # noqa: E402
 ARTIFACTS = Path(os.environ.get('CHERRY_TEST_ARTIFACTS', Path(__file__).parent / 'artifacts'))
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_small_notebooks_process_cleanly(tmp_path):
     "nbdev's processors run on two small notebooks; the processed copies hold show_doc output of exported names."
     nbs = [ROOT / 'nbs' / '15_data.toys.ipynb', ROOT / 'nbs' / '35_judge.ensemble.ipynb']

@@ -208,6 +208,7 @@ def test_gallery_picks_per_tier(run, tmp_path):
 
 
 # ---------------------------------------------------------------- widgets (no browser)
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_widget_callbacks_update_table_and_figures(run):
     root, df, *_ = run
     ex = explore(root)

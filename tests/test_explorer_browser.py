@@ -126,6 +126,7 @@ def press_review_right(page, want: str):
         "() => document.querySelector('.cherry-histogram').innerText.includes('review 0.700')", timeout=20_000)
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_explorer_in_voila_moves_slider_and_table_follows(tmp_path):
     _require()
     from playwright.sync_api import sync_playwright

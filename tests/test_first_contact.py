@@ -71,6 +71,7 @@ def test_list_and_help_show_meaning(tmp_path):
     assert r.returncode == 0 and 'members (int, default 3)' in r.stdout and 'ensemble size M' in r.stdout
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_real_error_on_failure(tmp_path):
     (tmp_path / 'empty').mkdir()                                      # exists, so only the workflow can tell
     r = cli('run', 'two-stage', '-p', 'data', tmp_path / 'empty', '--runs-dir', tmp_path / 'runs', cwd=tmp_path)
@@ -87,6 +88,7 @@ def _umask():
     m = os.umask(0o022); os.umask(m); return m
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_one_class_folder_fails_in_the_data_step(tmp_path):
     src = tiny_sim()
     one = tmp_path / 'one'; shutil.copytree(src, one)
@@ -100,6 +102,7 @@ def test_one_class_folder_fails_in_the_data_step(tmp_path):
     print(f"refused after {time.time() - t0:.0f} s")
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_streamed_progress_and_interrupt_record(tmp_path):
     "Lines arrive while the run works (piped); SIGTERM records the attempt as interrupted; resume adds an attempt."
     nb = slow_nb(tmp_path / 'slow.ipynb', 60)
@@ -118,6 +121,7 @@ def test_streamed_progress_and_interrupt_record(tmp_path):
     assert rec['started'] == rec['attempts'][0]['started'] and all('command' in a for a in rec['attempts'])
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_killed_run_is_not_left_running(tmp_path):
     nb = slow_nb(tmp_path / 'slow.ipynb', 60)
     p = subprocess.Popen([EXE, 'run', str(nb), '--runs-dir', str(tmp_path / 'runs')], stdout=subprocess.PIPE,
@@ -130,6 +134,7 @@ def test_killed_run_is_not_left_running(tmp_path):
     assert read_record(run)['status'] == 'died'                               # ... and the reader says what happened
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 @pytest.mark.skipif(shutil.which('script') is None, reason='script (util-linux) not installed')
 def test_progress_under_a_pseudo_terminal(tmp_path):
     nb = slow_nb(tmp_path / 'slow.ipynb', 2)
@@ -202,6 +207,7 @@ def test_run_needs_a_workflow_or_a_run_folder(tmp_path):
     assert r.returncode == 2 and 'not a run folder' in r.stderr, r.stderr
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_concurrent_resume_refused_then_killed_run_resumes(tmp_path):
     """A second `--resume` of a live run is refused with the holder's pid (exit 2) and writes nothing; once the
     holder is killed its lock is stale and `--resume RUN_DIR` alone (the workflow read from the folder) goes on."""
@@ -225,6 +231,7 @@ def test_concurrent_resume_refused_then_killed_run_resumes(tmp_path):
     assert [a['status'] for a in rec['attempts']] == ['died', 'completed'] and not (run / '.lock').exists()
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_lock_of_another_machine_goes_stale_by_its_heartbeat(tmp_path):
     """A lock written on another host (a recycled Colab VM) is respected while its heartbeat is fresh and taken
     over once it is older than its `stale_s`; the attempt it held reads `running`, then `died`."""

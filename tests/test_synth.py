@@ -126,6 +126,7 @@ def test_default_difficulty_ambiguity_and_visibility():
     assert rho > 0.6, rho
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_presets_counts(tmp_path):
     assert PRESETS['seed-scale'] == dict(n_train=3676, n_val=1226, n_test=1226)
     assert PRESETS['quick'] == dict(n_train=600, n_val=600, n_test=400)

@@ -62,6 +62,7 @@ def state_equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_learns_easy_task_history_and_plot():
     learn = fit(atto(), *loaders(), cfg(epochs=4, warmup_epochs=0.5), aug=False, progress=True)
     h = learn.history
@@ -195,6 +196,7 @@ class Interrupt(Callback):
         if self.learn.epoch == self.at: raise KeyboardInterrupt
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_resume_equals_uninterrupted(tmp_path):
     # default augmentation (field simulator, global RNG), EMA, shuffled loader: all must be restored exactly
     c = cfg(epochs=3, ema_decay=0.99, warmup_epochs=0.5)
@@ -279,6 +281,7 @@ def shuffled_loaders(seed=1):
             for x, y, s in ((xt, yt, True), (xv, yv, False))]
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_fit_check_stops_shuffled_labels_with_numbers_and_advice():
     with pytest.raises(NotLearning) as e:
         fit(atto(), *shuffled_loaders(), cfg(epochs=20, warmup_epochs=0.5, fit_check_epochs=3), aug=False,
@@ -294,6 +297,7 @@ def test_fit_check_stops_shuffled_labels_with_numbers_and_advice():
     assert 'less augmentation' not in msg                      # it trained without augmentation already
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_fit_check_passes_a_learnable_task_and_records_the_verdict():
     learn = fit(atto(), *loaders(), cfg(epochs=3, warmup_epochs=0.5, fit_check_epochs=3), aug=False, progress=False)
     assert learn.records['fit_check']['learned'] and learn.records['fit_verdict']['learned']
@@ -312,6 +316,7 @@ def test_fit_check_passes_a_learnable_task_and_records_the_verdict():
 
 
 # ---------------------------------------------------------------- LR finder
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_lr_find_suggests_a_good_rate_and_restores_everything():
     torch.manual_seed(0)
     model = timm.create_model('test_resnet', num_classes=2)              # has BatchNorm buffers
@@ -344,6 +349,7 @@ def nn_ce():
     return torch.nn.CrossEntropyLoss()
 
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_fit_with_lr_find_trains_like_the_found_rate():
     c = cfg(epochs=2, warmup_epochs=0.5, lr='find')
     a = fit(atto(), *loaders(n=32), c, aug=False, progress=False)
@@ -355,6 +361,7 @@ def test_fit_with_lr_find_trains_like_the_found_rate():
 
 
 # ---------------------------------------------------------------- progress lines
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_progress_lines_work_piped(tmp_path):
     import subprocess, sys, textwrap
     script = tmp_path / 'train.py'

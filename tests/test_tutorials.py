@@ -80,8 +80,8 @@ def test_install_and_badge_come_from_settings():
 
 
 def test_tutorials_are_tested_and_workflows_are_not(monkeypatch):
-    """`nbdev_test` alone reads nbs/ only (recursive = False): run.sh tests nbs/tutorials/ in a step of its own,
-    and nbs/workflows/ (full training runs at their defaults) stays out of both."""
+    """`nbdev_test` alone reads nbs/ only (recursive = False): run.sh's notebook step (tests/exec_nbs.py) adds
+    nbs/tutorials/, and nbs/workflows/ (full training runs at their defaults) stays out of both."""
     from nbdev.config import get_config
     from nbdev.doclinks import nbglob
     monkeypatch.chdir(ROOT)                                      # nbglob reads settings.ini from the working folder
@@ -90,7 +90,10 @@ def test_tutorials_are_tested_and_workflows_are_not(monkeypatch):
     assert found and not [p for p in found if '/' in p], 'nbdev_test without --path stays in nbs/'
     tut = [Path(p).name for p in nbglob(ROOT / 'nbs' / 'tutorials')]
     assert tut == ['colab.ipynb']
-    assert re.search(r'^nbdev_test --path nbs/tutorials\b', (ROOT / 'tests' / 'run.sh').read_text(), flags=re.M)
+    assert re.search(r'^python tests/exec_nbs.py\b', (ROOT / 'tests' / 'run.sh').read_text(), flags=re.M)
+    import sys; sys.path.insert(0, str(ROOT / 'tests')); import check_docs
+    runs = [p.relative_to(ROOT / 'nbs').as_posix() for p in check_docs.notebooks()]   # what exec_nbs runs by default
+    assert 'tutorials/colab.ipynb' in runs and not [p for p in runs if p.startswith('workflows/')]
 
 
 def test_run_folder_copied_without_cache_keeps_its_finished_jobs(tmp_path):

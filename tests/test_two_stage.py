@@ -87,6 +87,7 @@ def test_workflow_end_to_end(tiny, tmp_path):
     (run / 'mined_manifest.csv').write_text((run / 'mined_manifest.csv').read_text() + '\n')
     with pytest.raises(ValueError, match='mining_manifest_hash'): verify_lineage(run)
 
+@pytest.mark.slow   # over 2.5 s on an idle 2-core machine: the full suite runs it, --fast skips it
 def test_failed_run_exits_nonzero(tmp_path):
     "A run that fails inside the notebook (a data folder that exists but holds no image) exits 1 with a failed record."
     (tmp_path / 'empty').mkdir()

@@ -135,6 +135,7 @@ def _ambiguous(keys, img_keys, recs, name, base):
     if amb: raise DataError([(k, f"file name in {name} matches {len(v)} images ({', '.join(v[:4])}); the join is "
                                   "ambiguous: give a relpath or path column instead") for k, v in amb], base)
 
+# %% ../../nbs/11_data.manifest.ipynb #f6528937
 def _early_meta_check(meta, recs, base: Path):
     "Before any image is probed: refuse a join by file name that is ambiguous for the scanned files."
     if meta is not None and meta[2] == 'file':
@@ -156,6 +157,7 @@ def _meta_rows(keys, key, name, base, img_keys, recs, problems) -> np.ndarray:
         ok[i] = exists and bool(k)
     return ok & ~s.duplicated(keep='first').to_numpy()
 
+# %% ../../nbs/11_data.manifest.ipynb #c469b291
 def _examples(xs, n: int = 3) -> str: return ', '.join(map(str, xs[:n])) + (', ...' if len(xs) > n else '')
 
 def _meta_report(path: Path, key: str, n_rows: int, rows_unmatched: list, imgs_unmatched: list, n_imgs: int,
@@ -325,6 +327,7 @@ def _alloc(n: int, fr: np.ndarray) -> np.ndarray:
         if cnt[j] > 1: cnt[j] -= 1; cnt[k] += 1
     return cnt
 
+# %% ../../nbs/11_data.manifest.ipynb #f7c78652
 def _components(df: pd.DataFrame, cols) -> np.ndarray:
     "Union-find: rows sharing a value in any of `cols` get the same component id."
     parent = np.arange(len(df))
@@ -337,6 +340,7 @@ def _components(df: pd.DataFrame, cols) -> np.ndarray:
             for j in idx[1:]: parent[find(j)] = r
     return np.array([find(i) for i in range(len(df))])
 
+# %% ../../nbs/11_data.manifest.ipynb #bcf80f9b
 def _majority(comp, labels, keys) -> tuple[pd.Series, pd.Series]:
     "Each component's majority label (ties: the first label in sort order) and its smallest key."
     g = pd.DataFrame(dict(comp=comp, label=labels, key=keys))
@@ -344,6 +348,7 @@ def _majority(comp, labels, keys) -> tuple[pd.Series, pd.Series]:
     major = cnt.sort_values(['comp', 'n', 'label'], ascending=[True, False, True]).drop_duplicates('comp')
     return major.set_index('comp')['label'], g.groupby('comp')['key'].min()
 
+# %% ../../nbs/11_data.manifest.ipynb #4e4ab7b3
 def assign_splits(df: pd.DataFrame,
                   fracs: dict | None = None,     # split -> fraction; default {'train': .6, 'val': .2, 'test': .2}
                   seed: int = 0,                 # one seed fixes the whole assignment

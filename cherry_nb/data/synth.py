@@ -86,6 +86,7 @@ class SynthConfig:
 CONFOUNDERS = ('stem', 'bruise', 'dark_flesh', 'juice', 'glint', 'cup_edge', 'speck')  # pit-like, not pits
 _LATER = ('p_speck', 'light_gradient')   # fields added after synth version 2: recorded only when set
 
+# %% ../../nbs/14_data.synth.ipynb #99863f75
 def config_record(cfg: SynthConfig) -> dict:
     "The settings as `dataset.json` records them: a field added after synth version 2 only when it is set."
     d, base = asdict(cfg), asdict(SynthConfig())
@@ -137,6 +138,7 @@ def _likeness(dist, r, aspect, opacity, soft):
     return float(np.clip(opacity / 0.45, 0, 1) * central * size * min(1.0, aspect / 0.55)
                  * np.clip(1.6 - soft / r, 0, 1))
 
+# %% ../../nbs/14_data.synth.ipynb #b676200f
 class _Draws:
     "A cherry's fixed vector of uniforms, handed out in order as ranges, log-ranges, flags and angles."
     def __init__(self, rng: np.random.Generator, n: int = 80): self.it = iter(rng.random(n))
@@ -150,6 +152,7 @@ class _Draws:
         a, d = self.ang(), radius * math.sqrt(next(self.it))
         return d * math.cos(a), d * math.sin(a)
 
+# %% ../../nbs/14_data.synth.ipynb #bf2cf899
 def _sample_body(r: _Draws, cfg: SynthConfig) -> dict:
     "Pit presence and kind, the cherry's pose, shape, colour and pin cavity."
     p = dict(pit_present=r.flag(cfg.pit_fraction), fragment=r.flag(cfg.fragment_fraction))
@@ -165,6 +168,7 @@ def _sample_body(r: _Draws, cfg: SynthConfig) -> dict:
              cavity_depth=r.uni(cfg.cavity_depth))
     return p
 
+# %% ../../nbs/14_data.synth.ipynb #c19de719
 def _sample_pit(r: _Draws, cfg: SynthConfig, present: int, frag: int) -> dict:
     "The pit: a whole pit sits near the centre where the pin missed it, a fragment anywhere in the flesh (NaN if none)."
     a, d = r.ang(), r.u()
@@ -177,6 +181,7 @@ def _sample_pit(r: _Draws, cfg: SynthConfig, present: int, frag: int) -> dict:
     pit['pit_x'], pit['pit_y'] = d * math.cos(a), d * math.sin(a)
     return pit if present else {k: math.nan for k in pit}
 
+# %% ../../nbs/14_data.synth.ipynb #78d4f81f
 def _sample_confounders(r: _Draws, cfg: SynthConfig) -> dict:
     "Stem, bruise, dark flesh, juice, glint and cup edge: presence flags and their parameters."
     (sx, sy), p = r.polar(0.6), {}
@@ -197,6 +202,7 @@ def _sample_confounders(r: _Draws, cfg: SynthConfig) -> dict:
              cup_shift=r.uni((0.0, 0.3)), cup_dark=r.uni((0.2, 0.7)))
     return p
 
+# %% ../../nbs/14_data.synth.ipynb #b2f210b8
 def _sample_later(r: _Draws, cfg: SynthConfig) -> dict:
     "A pit-like speck and an uneven backlight (knobs added after synth version 2, drawn only when one is set)."
     sx, sy = r.polar(0.7)
@@ -204,6 +210,7 @@ def _sample_later(r: _Draws, cfg: SynthConfig) -> dict:
                 speck_aspect=r.uni((0.5, 1.0)), speck_angle=r.ang(), speck_absorb=r.logu((0.8, 3.0)),
                 light_grad=r.uni((0.0, cfg.light_gradient)), light_angle=r.ang())
 
+# %% ../../nbs/14_data.synth.ipynb #ab07e5df
 def _sample_camera(r: _Draws, cfg: SynthConfig) -> dict:
     "Strobe exposure and tint, motion blur, defocus, sensor noise and JPEG quality."
     tint = (-cfg.strobe_tint, cfg.strobe_tint)
@@ -211,6 +218,7 @@ def _sample_camera(r: _Draws, cfg: SynthConfig) -> dict:
                 motion_px=r.uni(cfg.motion_blur), defocus_px=r.uni(cfg.defocus), noise_std=r.logu(cfg.noise),
                 jpeg_q=int(round(r.uni(cfg.jpeg_quality))))
 
+# %% ../../nbs/14_data.synth.ipynb #c2aaf8c2
 def _mimic(p: dict) -> float:
     "Pit-likeness of the most pit-like dark confounder (0 when there is none)."
     like = [0.0]
@@ -230,6 +238,7 @@ def _mimic(p: dict) -> float:
                               p['speck_aspect'], 1 - math.exp(-p['speck_absorb']), 0.06 * p['speck_r']))
     return max(like)
 
+# %% ../../nbs/14_data.synth.ipynb #21d83caf
 def sample_params(rng: np.random.Generator, # the cherry's own generator
                   cfg: SynthConfig,         # simulator settings
                  ) -> dict:
@@ -260,6 +269,7 @@ def _window(x, y, rad, S):
     (x0, x1), (y0, y1) = f(x), f(y)
     return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
 
+# %% ../../nbs/14_data.synth.ipynb #fc2da482
 def _soft(d, soft):
     "Soft inside-mask from a signed distance `d` (negative inside) with an edge `soft` wide."
     return np.clip(0.5 - d / soft, 0.0, 1.0)
@@ -271,6 +281,7 @@ def _ellipse_d(u, v, cx, cy, rx, ry, ang):
     a, b = (c * du + s * dv) / rx, (-s * du + c * dv) / ry
     return (np.sqrt(a * a + b * b) - 1) * math.sqrt(rx * ry), np.arctan2(b, a)
 
+# %% ../../nbs/14_data.synth.ipynb #b39d0ac8
 def _capsule_d(u, v, x0, y0, ang, length, width):
     "Signed distance to a capsule (a segment of `length` from (x0, y0) along `ang`, thickened by `width`)."
     dx, dy = math.cos(ang), math.sin(ang)
@@ -282,6 +293,7 @@ def _noise_field(rng, S, cells):
     g = rng.standard_normal((cells, cells)).astype(np.float32)
     return np.asarray(Image.fromarray(g, mode='F').resize((S, S), Image.BICUBIC)) / 0.7
 
+# %% ../../nbs/14_data.synth.ipynb #9ae32959
 def _camera_blur(a, motion, sigma):
     "Motion blur along the belt (x, box of `motion` px) then Gaussian defocus `sigma` px, on [..., H, W] arrays."
     m = int(round(motion))
@@ -308,6 +320,7 @@ def _frame(p: dict, S: int) -> SimpleNamespace:
     u, v = (c * dx + s * dy) / R, (-s * dx + c * dy) / R
     return SimpleNamespace(S=S, x=x, y=y, u=u, v=v, R=R, pix=R * S / 2, to_img=to_img)   # pix: pixels per radius
 
+# %% ../../nbs/14_data.synth.ipynb #02efce10
 def _flesh(p: dict, f: SimpleNamespace, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     "(absorbance [3, S, S] of the flesh with cavity, texture and rim; the cherry's soft mask [S, S])."
     ang = np.arctan2(f.v, f.u)
@@ -324,6 +337,7 @@ def _flesh(p: dict, f: SimpleNamespace, rng: np.random.Generator) -> tuple[np.nd
     A += (p['rim'] * np.exp(-((1 - rho) * 12) ** 2))[None] * np.array([1.0, 0.6, 0.6], np.float32)[:, None, None]
     return A, mask
 
+# %% ../../nbs/14_data.synth.ipynb #8c032656
 def _add_confounders(A: np.ndarray, p: dict, f: SimpleNamespace):
     "Add the absorbance of dark flesh, a bruise and a stem remnant to `A` (in place)."
     def add(col, cx, cy, rad, fn):                                    # add absorbance col * fn(u, v) inside a window
@@ -351,6 +365,7 @@ def _add_confounders(A: np.ndarray, p: dict, f: SimpleNamespace):
         add(_SPECK_COL * p['speck_absorb'], p['speck_x'], p['speck_y'], sr + 0.08,
             lambda uu, vv: _soft(speck_d(uu, vv), max(1.2 / f.pix, 0.06 * sr)))
 
+# %% ../../nbs/14_data.synth.ipynb #49f68c80
 def _backlit(p: dict, f: SimpleNamespace, A: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(image [3, S, S] of the strobe through the cup and the fruit by Beer-Lambert, the strobe's light [3, 1, 1])."
     A *= mask[None] > 0
@@ -365,6 +380,7 @@ def _backlit(p: dict, f: SimpleNamespace, A: np.ndarray, mask: np.ndarray) -> tu
     light = (p['exposure'] * np.exp(np.array([p['tint_r'], p['tint_g'], p['tint_b']], np.float32)))[:, None, None]
     return light * bg[None] * (1 - mask + mask * T0), light
 
+# %% ../../nbs/14_data.synth.ipynb #df89bba6
 def _uneven(img: np.ndarray, p: dict, f: SimpleNamespace) -> np.ndarray:
     "The backlit image under an uneven backlight: brightness x (1 + g * position along the gradient's direction)."
     if not p.get('light_grad'): return img
@@ -388,6 +404,7 @@ def _draw_pit(img: np.ndarray, p: dict, f: SimpleNamespace, mask: np.ndarray) ->
     i_loc = float(before.mean(0)[Ap > 0.5 * Ap.max()].mean()) if Ap.max() > 0 else 0.0
     return sig, i_loc
 
+# %% ../../nbs/14_data.synth.ipynb #31708bf6
 def _juice_and_glint(img, sig, p: dict, f: SimpleNamespace, rng, mask, light) -> tuple[np.ndarray, np.ndarray]:
     "Red translucent juice drops on the cup and fruit edge, then a specular glint that hides what lies below it."
     if p['juice']:
@@ -406,6 +423,7 @@ def _juice_and_glint(img, sig, p: dict, f: SimpleNamespace, rng, mask, light) ->
         img = img * (1 - g) + g * 1.1 * light; sig *= 1 - g
     return img, sig
 
+# %% ../../nbs/14_data.synth.ipynb #0912c467
 def _camera(img: np.ndarray, p: dict, k: float, rng: np.random.Generator) -> np.ndarray:
     "The camera's flaws on a [3, S, S] image: motion blur and defocus, sensor noise, then a JPEG round trip (uint8)."
     img = _camera_blur(img, p['motion_px'] * k, p['defocus_px'] * k)
@@ -415,6 +433,7 @@ def _camera(img: np.ndarray, p: dict, k: float, rng: np.random.Generator) -> np.
     buf = io.BytesIO(); Image.fromarray(out).save(buf, format='JPEG', quality=int(p['jpeg_q']))
     return np.asarray(Image.open(buf).convert('RGB')).copy()
 
+# %% ../../nbs/14_data.synth.ipynb #99b95f6c
 def _visibility(sig: np.ndarray, i_loc: float, p: dict, k: float, cfg: SynthConfig) -> dict:
     "Matched-filter SNR of the pit's own signal `sig` against the clutter at its location, and its visibility."
     sig = _camera_blur(sig, p['motion_px'] * k, p['defocus_px'] * k)
@@ -423,6 +442,7 @@ def _visibility(sig: np.ndarray, i_loc: float, p: dict, k: float, cfg: SynthConf
     snr = float(np.sqrt((sig.astype(np.float64) ** 2).sum()) / k / clutter)
     return dict(visibility=float(1 - math.exp(-snr / cfg.vis_snr0)), snr=snr)
 
+# %% ../../nbs/14_data.synth.ipynb #db2333f2
 def draw_cherry(p: dict,                    # parameters from `sample_params`
                 cfg: SynthConfig,           # simulator settings (uses `size`)
                 rng: np.random.Generator,   # generator for pixel-level randomness (texture, noise, juice drops)
@@ -478,6 +498,7 @@ class Shift:
         return p
     def to_dict(self) -> dict: return dict(kind=self.kind, strength=float(self.strength))
 
+# %% ../../nbs/14_data.synth.ipynb #5ab22acf
 def as_shift(shift) -> Shift:
     "A `Shift` from None (no shift), a `Shift`, a (kind, strength) pair or a dict."
     if shift is None: return Shift()
@@ -486,6 +507,7 @@ def as_shift(shift) -> Shift:
     if isinstance(shift, (tuple, list)) and len(shift) == 2: return Shift(str(shift[0]), float(shift[1]))
     raise ValueError(f"shift must be None, a Shift, a (kind, strength) pair or a dict; got {shift!r}")
 
+# %% ../../nbs/14_data.synth.ipynb #6228b4ff
 def shifted_params(rng: np.random.Generator,  # the cherry's own generator
                    cfg: SynthConfig,          # simulator settings
                    shift=None,                # a `Shift` (or what `as_shift` takes); None: `sample_params`
@@ -539,6 +561,7 @@ class ViewConfig:
             raise ValueError(f"ViewConfig.hidden_show must be 0 <= low <= high <= 1, got {(lo, hi)}")
         object.__setattr__(self, 'hidden_show', (float(lo), float(hi)))
 
+# %% ../../nbs/14_data.synth.ipynb #c5cd0dd9
 def _roll_pit(p: dict, axis: float, roll: float, core: float) -> dict:
     "The pit's image position and depth after the cherry rolls by `roll` (radians) about the in-plane `axis`."
     x, y = p['pit_x'], p['pit_y']
@@ -549,6 +572,7 @@ def _roll_pit(p: dict, axis: float, roll: float, core: float) -> dict:
     depth = 0.5 if h < 1e-9 else float(np.clip((1 - v[2] / h) / 2, 0, 1))
     return dict(pit_x=float(v[0]), pit_y=float(v[1]), pit_depth=depth)
 
+# %% ../../nbs/14_data.synth.ipynb #c034dea3
 def view_params(p: dict,                     # the cherry's parameters (`sample_params`)
                 rng: np.random.Generator,    # the view's own generator
                 cfg: SynthConfig,            # simulator settings
@@ -570,6 +594,7 @@ def view_params(p: dict,                     # the cherry's parameters (`sample_
     q.update(view_roll=math.degrees(roll), view_hidden=hidden)
     return q
 
+# %% ../../nbs/14_data.synth.ipynb #487ce0c8
 def render_views(rng: np.random.Generator,  # the cherry's generator (as for `render_cherry`)
                  view_rngs,                 # one generator per view
                  cfg: SynthConfig | None = None,  # simulator settings (default `SynthConfig()`)
@@ -610,7 +635,10 @@ TRUTH_COLS = ('relpath', 'cherry_id', 'pit_present', 'pit_kind', 'visibility', '
               'true_label', 'label3', 'given_label', 'noise_flipped')   # first columns of metadata.csv; params follow
 
 def _cherry_rng(seed, split, i): return np.random.default_rng([int(seed), SPLITS.index(split), 0, int(i)])
+
+# %% ../../nbs/14_data.synth.ipynb #f99e93e0
 def _noise_rng(seed, split): return np.random.default_rng([int(seed), SPLITS.index(split), 1])
+
 def _view_rng(seed, split, i, k): return np.random.default_rng([int(seed), SPLITS.index(split), 2, int(i), int(k)])
 VIEW_COLS = ('view', 'n_views', 'cherry_visibility', 'cherry_label3')   # after TRUTH_COLS when views > 1
 
@@ -631,6 +659,7 @@ def _view_rows(root, split, seed, cfg, i, g, f, shift, views, vcfg) -> list:
                     | {c: v for c, v in row.items() if c not in TRUTH_COLS})
     return rows
 
+# %% ../../nbs/14_data.synth.ipynb #bc4b6c68
 def _render_chunk(job):
     "Worker: render cherries `idx` of one split into `root`, returning their truth rows in order."
     root, split, seed, cfg, idx, given, flipped, shift, views, vcfg = job
@@ -644,6 +673,7 @@ def _render_chunk(job):
         rows.append({k: row[k] for k in TRUTH_COLS} | {k: v for k, v in row.items() if k not in TRUTH_COLS})
     return rows
 
+# %% ../../nbs/14_data.synth.ipynb #bc6ab521
 def _check_target(out: Path, overwrite: bool):
     "Refuse a non-empty `out` unless `overwrite` and its contents there are our own output."
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out} exists and is not a folder")
@@ -657,6 +687,7 @@ def _check_target(out: Path, overwrite: bool):
         raise FileExistsError(f"{out} holds {ours} not written by cherry_nb.data.synth (no valid dataset.json); "
                               "refusing to replace them")
 
+# %% ../../nbs/14_data.synth.ipynb #d3bb1b56
 def _plan_jobs(tmp: Path, seed, cfg, counts, pit_as_clean, clean_as_pit, shift, views=1, vcfg=None) -> list:
     "Chunks of 64 cherries per split; the (cheap) truth is sampled first so annotator noise is chosen per split."
     jobs = []
@@ -671,6 +702,7 @@ def _plan_jobs(tmp: Path, seed, cfg, counts, pit_as_clean, clean_as_pit, shift, 
                   views, vcfg) for a in range(0, n, 64)]
     return jobs
 
+# %% ../../nbs/14_data.synth.ipynb #5dac6de2
 def _run_jobs(jobs: list, workers: int, desc: str, progress: bool) -> pd.DataFrame:
     "Render the chunks, in `workers` processes when there is more than one chunk; the truth rows in order."
     from tqdm.auto import tqdm
@@ -684,6 +716,7 @@ def _run_jobs(jobs: list, workers: int, desc: str, progress: bool) -> pd.DataFra
     bar.close()
     return pd.DataFrame(rows)
 
+# %% ../../nbs/14_data.synth.ipynb #7e8ef90e
 def _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shift, views=1, vcfg=None) -> dict:
     "The contents of dataset.json (the shift only when there is one, the views only when there are several)."
     n_all = max(len(df), 1)
@@ -699,6 +732,7 @@ def _dataset_meta(df, preset, seed, counts, pit_as_clean, clean_as_pit, cfg, shi
     if views > 1: meta['summary']['n_cherries'] = int(df.cherry_id.nunique()) if len(df) else 0
     return meta | multi
 
+# %% ../../nbs/14_data.synth.ipynb #a0ad8738
 def _move_into_place(tmp: Path, out: Path, meta: dict):
     "Our old entries out first (dataset.json first), the new ones in (dataset.json last)."
     out.mkdir(parents=True, exist_ok=True)
@@ -710,6 +744,7 @@ def _move_into_place(tmp: Path, out: Path, meta: dict):
     atomic_write_json(out / 'dataset.json', meta)
     shutil.rmtree(trash, ignore_errors=True)
 
+# %% ../../nbs/14_data.synth.ipynb #c7aeb9e9
 def render_dataset(out_dir,                       # folder to write (created; must be empty unless `overwrite`)
                    preset: str = 'quick',         # `PRESETS` name: 'quick', 'seed-scale', 'hard', 'shift-light', ...
                    seed: int = 0,                 # one seed fixes every image and label
@@ -751,6 +786,7 @@ def render_dataset(out_dir,                       # folder to write (created; mu
     log.info(f"wrote {len(df)} images to {out}")
     return out
 
+# %% ../../nbs/14_data.synth.ipynb #15277189
 def read_truth(root) -> pd.DataFrame:
     "The ground-truth table `metadata.csv` of a rendered dataset (with `confounders` as '' where none)."
     root = Path(root)

@@ -229,6 +229,7 @@ def write_workflow_checks() -> list:
     "Write `checks_file` of every packaged workflow (run after changing a config's checks or the augmentations)."
     return [atomic_write_json(checks_file(s), workflow_checks(s)) for s in map(workflow_path, list_workflows())]
 
+# %% ../../nbs/75_faces.cli.ipynb #e56a8e62
 def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
     "Parameters of workflow `name` over its defaults: names, types, ranges, choices, paths and (`machine`) devices."
     src = workflow_path(name); f = checks_file(src)
@@ -243,6 +244,7 @@ def quick_check_params(name: str, params: dict, machine: bool = True) -> dict:
     if bad: raise ParamError('; '.join(bad))
     return out
 
+# %% ../../nbs/75_faces.cli.ipynb #eb7369fb
 def check_workflow_params(name: str, params: dict,
                           machine: bool = True,   # also check that this machine has the device asked for
                          ) -> dict:
@@ -259,7 +261,6 @@ def check_workflow_params(name: str, params: dict,
     bad = [m for m in (dev, image_size_problem(out)) if m]
     if bad: raise ParamError('; '.join(bad))
     return out
-
 
 # %% ../../nbs/75_faces.cli.ipynb #aad65d8a
 OUT_DIR_PARAM = dict(out_dir=('', 'run folder (set by cherry-nb run)'))   # the one parameter no config declares
@@ -366,6 +367,7 @@ def run_workflow(name: str, params: dict | None = None, runs_dir='runs', run_nam
         _execute(name, src, run, params, lock, stream, log_output, kernel_name)
     return run.root
 
+# %% ../../nbs/75_faces.cli.ipynb #f2da6294
 def _execute(name, src: Path, run, params: dict, lock, stream: bool, log_output: bool, kernel_name: str):
     "Run the notebook with papermill into the run folder and close the attempt (`WorkflowFailed` on failure)."
     import papermill as pm
@@ -388,6 +390,7 @@ def _execute(name, src: Path, run, params: dict, lock, stream: bool, log_output:
         if old is not None: signal.signal(signal.SIGTERM, old)
     end_attempt(run, 'completed', time.time() - t0, lock=lock); _to_mlflow(run, params)
 
+# %% ../../nbs/75_faces.cli.ipynb #e91032ad
 def _to_mlflow(run, params: dict):
     "Show the closed run record in MLflow when the run asked for it (`mlflow_uri`); a failure to log is only said."
     if not params.get('mlflow_uri'): return
@@ -396,6 +399,7 @@ def _to_mlflow(run, params: dict):
         log_run(run, params['mlflow_uri'])
     except Exception as e: say(f"could not log the run to MLflow: {type(e).__name__}: {e}", prefix='cherry-nb')
 
+# %% ../../nbs/75_faces.cli.ipynb #0da9d95c
 def threading_main() -> bool:
     "Whether this is the main thread (only it may install signal handlers)."
     import threading
@@ -423,6 +427,7 @@ def _run_parser(sub):
     r.add_argument('--log-output', action='store_true', help="also stream the notebook's stderr (warnings, tracebacks)")
     return r
 
+# %% ../../nbs/75_faces.cli.ipynb #517f49ed
 def _deploy_parsers(sub):
     d = sub.add_parser('predict', help="score images with a decision bundle (or a run folder's default bundle)")
     d.add_argument('bundle', help='a bundle folder, or a run folder (its bundles/default)')
@@ -448,6 +453,7 @@ def _deploy_parsers(sub):
     x.add_argument('bundle'); x.add_argument('--onnx', required=True, help='the .onnx file to write')
     x.add_argument('--check', default=None, help='an image folder to validate onnxruntime against torch on')
 
+# %% ../../nbs/75_faces.cli.ipynb #1057adfa
 def _sweep_parser(sub):
     s = sub.add_parser('sweep', help='run a workflow over a grid of parameter values; one table and figure',
                        description='Run WORKFLOW once per combination of the values given with -p NAME V1,V2,... '
@@ -464,7 +470,7 @@ def _sweep_parser(sub):
     s.add_argument('--cpus-per-cell', type=float, default=1, help='Ray: CPUs of each cell')
     s.add_argument('--ray-address', default='', help="Ray: '' a local Ray, 'auto' or 'ray://HEAD:10001' a cluster")
 
-
+# %% ../../nbs/75_faces.cli.ipynb #99497d57
 def _plan_parser(sub):
     p = sub.add_parser('plan', help="calibration planner: certified accept share against calibration pits, from a run")
     p.add_argument('run', help="a finished run folder (its predictions.csv and params.json)")
@@ -473,6 +479,7 @@ def _plan_parser(sub):
     p.add_argument('--pits', default='100,250,500,1000,2000', help='calibration pit counts (default: %(default)s)')
     p.add_argument('--model', default=None, help="a model of predictions.csv (default: the one the run certifies)")
 
+# %% ../../nbs/75_faces.cli.ipynb #1174b709
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='cherry-nb', description='cherry_nb workflows from the command line')
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -518,6 +525,7 @@ def _cmd_run(a, ap) -> int:
     print(f"finished in {time.time() - t0:.0f} s; run record: {run}" + (f"\nreport: {rep}" if rep else ''))
     return 0
 
+# %% ../../nbs/75_faces.cli.ipynb #41cd2c73
 def _cmd_plan(a) -> int:
     "`cherry-nb plan RUN --alpha A [--delta D]`: the calibration planner on the run's validation scores."
     from cherry_nb.judge.automation import calibration_rows, per_unit, plan_calibration, plan_text
@@ -528,6 +536,7 @@ def _cmd_plan(a) -> int:
     n = [int(x) for x in str(a.pits).split(',') if x.strip()] + [have]
     print(plan_text(plan_calibration(p, y, a.alpha, a.delta, n, g, rule), have, model)); return 0
 
+# %% ../../nbs/75_faces.cli.ipynb #07808a1d
 def _cmd_other(a) -> int:
     if a.cmd == 'job':
         from cherry_nb.run.jobs import TrainJob, run_job
@@ -546,6 +555,7 @@ def _cmd_other(a) -> int:
     from cherry_nb.data.synth import render_dataset
     print(render_dataset(a.out, preset=a.preset, seed=a.seed, size=a.size, overwrite=a.overwrite)); return 0
 
+# %% ../../nbs/75_faces.cli.ipynb #ee798e25
 def main(argv=None) -> int:
     "Entry point of the `cherry-nb` console command."
     ap = _parser(); a = ap.parse_args(argv)

@@ -31,6 +31,7 @@ PRESETS = {'enhanced 2-class': (enhanced_two_class().review, enhanced_two_class(
 class NoCalibrationSplit(ValueError):
     "Guaranteed mode needs a calibration split and the model has none selected."
 
+# %% ../../nbs/73_faces.explorer.ipynb #80f68f8f
 def _per_cherry(r: pd.DataFrame, rule: str) -> pd.DataFrame:
     "One row per cherry: the rule's score as `p_pit`, the truth, views, and the image of its highest-scoring view."
     r = r.assign(cherry_id=r.cherry_id.astype(str))
@@ -40,6 +41,7 @@ def _per_cherry(r: pd.DataFrame, rule: str) -> pd.DataFrame:
                                                        on='cherry_id', how='left')
     return out.assign(p_clean=np.nan, p_maybe=np.nan)
 
+# %% ../../nbs/73_faces.explorer.ipynb #ff9522fc
 class ExplorerState:
     "The threshold explorer without widgets: predictions, settings, and the tier table, figures and gallery they give."
     _SETTINGS = ('model', 'eval_split', 'cal_split', 'mode', 'review', 'reject', 'alpha', 'delta', 'beta', 'costs',
@@ -163,6 +165,7 @@ def guarantee(self: ExplorerState) -> GuaranteedTiers:
                                 groups=groups, unit='image' if self.rule is None else 'cherry')
     return self._cached('guarantee', fit)
 
+# %% ../../nbs/73_faces.explorer.ipynb #d9ee273d
 @patch
 def policy(self: ExplorerState):
     "The tier policy of the current mode: a `ThresholdPolicy` (thresholds, guaranteed) or an `ArgmaxPolicy`."
@@ -170,6 +173,7 @@ def policy(self: ExplorerState):
     if self.mode == 'guaranteed': return self.guarantee().policy
     return ArgmaxPolicy()
 
+# %% ../../nbs/73_faces.explorer.ipynb #99f2b0ca
 @patch
 def thresholds(self: ExplorerState) -> tuple | None:
     "(review, reject) thresholds in force, None in argmax mode."
@@ -185,6 +189,7 @@ def tiers(self: ExplorerState) -> np.ndarray:
         return p(x)
     return self._cached('tiers', f)
 
+# %% ../../nbs/73_faces.explorer.ipynb #0154ceca
 @patch
 def metrics(self: ExplorerState) -> TierMetrics:
     "`tiers.tier_metrics` of the evaluation split under the current policy and costs."
@@ -209,6 +214,7 @@ _CSS = """<style>
 
 def _pct(v) -> str: return 'n/a' if v != v else f"{100 * v:.1f}%"
 
+# %% ../../nbs/73_faces.explorer.ipynb #4742ea89
 def _format_table(t: pd.DataFrame) -> pd.DataFrame:
     cost = t.metric.str.startswith('mean cost')
     return pd.DataFrame({'metric': t.metric, 'count': t['count'],
@@ -216,6 +222,7 @@ def _format_table(t: pd.DataFrame) -> pd.DataFrame:
                          '95% CI': ['' if c or lo != lo else f"{100 * lo:.1f}-{100 * hi:.1f}%"
                                     for lo, hi, c in zip(t.lo, t.hi, cost)]})
 
+# %% ../../nbs/73_faces.explorer.ipynb #580cb3fe
 def _policy_text(self: ExplorerState) -> str:
     if self.mode == 'argmax': return '3-class argmax: clean -> accept, maybe -> review, pit -> reject'
     r, j = self.thresholds()
@@ -229,6 +236,7 @@ def _policy_text(self: ExplorerState) -> str:
                 + (f", false-reject <= {g.beta:g}" if g.beta else ', no review tier'))
     return txt
 
+# %% ../../nbs/73_faces.explorer.ipynb #6cfa25a1
 @patch
 def table(self: ExplorerState) -> pd.DataFrame:
     "`TierMetrics.table()` of the evaluation split: metric, count ('k/n'), rate, lo, hi."
@@ -242,6 +250,7 @@ def automation(self: ExplorerState) -> dict | None:
     return self._cached('automation', lambda: accept_shares(r.p_pit.to_numpy(), r.y_pit.to_numpy(),
                                                             self.tiers() == 'accept', self.alpha))
 
+# %% ../../nbs/73_faces.explorer.ipynb #fd14fda3
 @patch
 def table_html(self: ExplorerState) -> str:
     "The tier table as HTML: headline, then metric / count / rate / 95% CI; or why it cannot be computed."
@@ -304,6 +313,7 @@ def image_path(self: ExplorerState, path: str, relpath: str) -> Path | None:
     if relpath: cands += [d / relpath for d in (self.image_root, self.root) if d is not None]
     return next((c for c in cands if c.is_file()), None)
 
+# %% ../../nbs/73_faces.explorer.ipynb #358bfbad
 @patch
 def gallery(self: ExplorerState, n: int = 4) -> dict:
     "{tier: DataFrame of up to `n` example rows of the evaluation split, evenly spread over the tier's pit scores}."
@@ -316,6 +326,7 @@ def gallery(self: ExplorerState, n: int = 4) -> dict:
         out[tier] = g.assign(image=[self.image_path(p, q) for p, q in zip(g.path, g.relpath)])
     return out
 
+# %% ../../nbs/73_faces.explorer.ipynb #d1a5e9d2
 def thumbnail_uri(path,           # image file (anything Pillow reads)
                   size: int = 96  # longest side in pixels
                  ) -> str:
@@ -326,6 +337,7 @@ def thumbnail_uri(path,           # image file (anything Pillow reads)
         buf = io.BytesIO(); im.save(buf, format='PNG')
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
 
+# %% ../../nbs/73_faces.explorer.ipynb #ab9887e4
 @patch
 def _thumb_html(self: ExplorerState, row, size: int) -> str:
     e = _html.escape
@@ -344,6 +356,7 @@ def _thumb_html(self: ExplorerState, row, size: int) -> str:
     return (f"<figure class='cherry-thumb{' cherry-wrong' if wrong else ''}{'' if uri else ' cherry-missing'}' "
             f"title='{e(row.relpath)}'>{body}<figcaption>{cap}</figcaption></figure>")
 
+# %% ../../nbs/73_faces.explorer.ipynb #f2e4f272
 @patch
 def gallery_html(self: ExplorerState, n: int = 4, size: int = 96) -> str:
     "The gallery as HTML: per tier, its count and `n` thumbnails (placeholders for missing images)."
@@ -407,6 +420,7 @@ def plotly_output(fig) -> dict:
                       'text/html': pio.to_html(fig, full_html=False, include_plotlyjs='cdn'),
                       'text/plain': f"<plotly figure: {title}>"})
 
+# %% ../../nbs/73_faces.explorer.ipynb #def0dfa4
 class Explorer:
     "Threshold explorer widgets wired to an `ExplorerState`; display it (or its `.widget`) in JupyterLab or Voila."
     def __init__(self, src,                 # run folder, predictions.csv path or predictions DataFrame
@@ -534,6 +548,7 @@ class Explorer:
 
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
+# %% ../../nbs/73_faces.explorer.ipynb #5391c92d
 def explore(src,      # run folder (runs/<date>-<name>/), predictions.csv path or predictions DataFrame
             **kwargs  # passed to `Explorer` / `ExplorerState` (model, eval_split, mode, review, reject, costs, ...)
            ) -> Explorer:

@@ -50,6 +50,7 @@ def predict_command(a) -> int:
     w, path, _ = watch_predictions(stream, b, out, a.level, tc); print(watch_summary(w, path))
     return EXIT_ALARM if w.alarm else 0
 
+# %% ../../nbs/74_faces.line_commands.ipynb #f8b0df5f
 def _nothing_scored(src, res) -> int:
     "Exit 1 when every file was skipped, naming the first problems and where all of them are."
     why = '; '.join(f"{Path(p).name}: {r}" for p, r in res.skipped.head(3).itertuples(index=False))
@@ -57,6 +58,7 @@ def _nothing_scored(src, res) -> int:
           f"{res.out_dir / 'skipped.csv'})", file=sys.stderr)
     return 1
 
+# %% ../../nbs/74_faces.line_commands.ipynb #8d19a9ac
 def watch_command(a) -> int:
     "`cherry-nb watch BUNDLE|RUN INPUT [--out DIR] [--level L] [--time-col C | --order files]`: 0 quiet, 3 alarm."
     from cherry_nb.line.watch import watch_folder, watch_summary
@@ -65,6 +67,7 @@ def watch_command(a) -> int:
     print(watch_summary(w, path)); print(f"watch files: {', '.join(str(f) for f in files.values())}")
     return EXIT_ALARM if w.alarm else 0
 
+# %% ../../nbs/74_faces.line_commands.ipynb #83d3c030
 def export_command(a) -> int:
     "`cherry-nb export BUNDLE|RUN --onnx OUT.onnx [--check INPUT]`: export and validate with onnxruntime."
     from cherry_nb.line.score import read_inputs
@@ -81,6 +84,7 @@ def export_command(a) -> int:
           f"tiers agree {v['tiers_agree']}/{v['n']}")
     return 0
 
+# %% ../../nbs/74_faces.line_commands.ipynb #be528ef7
 def _export_cherry(b, out, check) -> int:
     "A per-cherry bundle's export: views [C,V,3,H,W] + valid [C,V] -> the cherry's score and tier (rule inside)."
     from cherry_nb.line.onnx import export_onnx
@@ -210,6 +214,7 @@ def line_parsers(sub):
     k = sub.add_parser('keygen', help='make an Ed25519 key pair for signing bundles')
     k.add_argument('private'); k.add_argument('--public', default=None, help='default: <private>.pub')
 
+# %% ../../nbs/74_faces.line_commands.ipynb #42dc0790
 def _audit_parser(sub):
     a = sub.add_parser('audit', help='plan an audit of accepted cherries, or update its running bound (exit 4: stop)')
     a.add_argument('action', choices=('plan', 'update')); a.add_argument('bundle')
@@ -221,6 +226,7 @@ def _audit_parser(sub):
     a.add_argument('--hours', type=float, default=8.0, help='plan: hours the audit may take')
     a.add_argument('--out', default=None, help='update: CSV of the running bounds'); pin_args(a)
 
+# %% ../../nbs/74_faces.line_commands.ipynb #e9403c93
 def run_line(a) -> int:
     "Run a line command (`LINE_COMMANDS`)."
     if a.cmd == 'audit' and a.action == 'update' and not a.labels:

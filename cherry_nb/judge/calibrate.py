@@ -115,6 +115,7 @@ class TemperatureScaler:
         keys = {k: meta[k] for k in ('n_classes', 'n_cal', 'nll_before', 'nll_after') if k in meta}
         return cls(temperature=t, **keys)
 
+# %% ../../nbs/31_judge.calibrate.ipynb #7d7d897e
 def fit_temperature(logits, y, **kwargs) -> TemperatureScaler:
     "Shortcut for `TemperatureScaler.fit`."
     return TemperatureScaler.fit(logits, y, **kwargs)

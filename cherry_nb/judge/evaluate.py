@@ -104,6 +104,7 @@ def _classes_of(model, n: int) -> tuple:
     if c is not None and len(c) == n: return tuple(c)
     return {2: CLASSES_2, 3: CLASSES_3}.get(n, tuple(str(i) for i in range(n)))
 
+# %% ../../nbs/30_judge.evaluate.ipynb #6b4d5e4c
 def _check_size(x: torch.Tensor, model):
     "Refuse images of another size than the one a model declares it was trained at (`fixed_input_size`)."
     cfg = getattr(model, 'pretrained_cfg', None) or {}
@@ -113,6 +114,7 @@ def _check_size(x: torch.Tensor, model):
                          f"{want[0]}x{want[1]} (its input_size); resize them as in training, e.g. "
                          f"CachedImageDataset(df, size={want[0]}) or data.load_image(path, {want[0]})")
 
+# %% ../../nbs/30_judge.evaluate.ipynb #869cec3d
 def predict(model: nn.Module,        # a timm classifier
             data,                    # DataLoader of (uint8 images, labels) batches, or a Dataset of (image, label)
             device: str = 'auto',    # 'auto' (see `get_device`), 'cpu', 'cuda', ...
@@ -169,6 +171,7 @@ def _as_index(y, classes: Sequence[str], what: str) -> np.ndarray:
         return np.array([lut[v] for v in y.tolist()], dtype=np.int64)
     return y.astype(np.int64)
 
+# %% ../../nbs/30_judge.evaluate.ipynb #4f3cc8b8
 def confusion_counts(y_true, y_pred, classes: Sequence[str], ignore_index: int = -1) -> np.ndarray:
     "Confusion matrix `[C, C]` of counts (rows: true class, columns: predicted class)."
     classes = tuple(classes); C = len(classes)
@@ -180,6 +183,7 @@ def confusion_counts(y_true, y_pred, classes: Sequence[str], ignore_index: int =
             raise ValueError(f"{name}: class index out of range 0..{C-1} for {list(classes)}")
     return np.bincount(t * C + p, minlength=C * C).reshape(C, C)
 
+# %% ../../nbs/30_judge.evaluate.ipynb #cb3056eb
 def _div(a, b, zd):
     a, b = np.asarray(a, float), np.asarray(b, float)
     with np.errstate(divide='ignore', invalid='ignore'): return np.where(b > 0, a / np.where(b > 0, b, 1), zd)
@@ -190,6 +194,7 @@ def _nanaverage(v, w=None):
     if w is None or np.asarray(w)[m].sum() == 0: return float(np.mean(v[m]))
     return float(np.average(v[m], weights=np.asarray(w)[m]))
 
+# %% ../../nbs/30_judge.evaluate.ipynb #4e394aaf
 def class_report(y_true,                 # true labels: class indices or names
                  y_pred,                 # predicted labels: class indices or names
                  classes: Sequence[str] = CLASSES_2, # class names in index order

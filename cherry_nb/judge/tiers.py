@@ -146,6 +146,7 @@ class Costs:
         "Total cost of the given outcome counts (works on arrays too)."
         return self.pit_accepted * n_pit_accepted + self.clean_rejected * n_clean_rejected + self.review * n_review
 
+# %% ../../nbs/32_judge.tiers.ipynb #c03adae0
 @dataclass
 class TierMetrics:
     "Outcome of a tier assignment against the truth; every rate is a `core.Rate` (count and 95% interval)."
@@ -178,6 +179,7 @@ class TierMetrics:
         d['costs'] = asdict(self.costs)
         return d
 
+# %% ../../nbs/32_judge.tiers.ipynb #b1d7b514
 def tier_metrics(tiers,                       # tier strings per cherry ('accept'/'review'/'reject')
                  y_pit,                       # truth: 1 = pit, 0 = clean (or 'pit'/'clean')
                  costs: Costs | None = None,  # per-outcome costs (default `Costs()`)
@@ -200,6 +202,7 @@ def tier_metrics(tiers,                       # tier strings per cherry ('accept
                        costs=costs, total_cost=total, mean_cost=total / len(t) if len(t) else float('nan'),
                        policy=policy.to_dict() if hasattr(policy, 'to_dict') else policy)
 
+# %% ../../nbs/32_judge.tiers.ipynb #551290ce
 def evaluate_policy(policy, probs_or_scores, y_pit, costs: Costs | None = None, method: str = 'wilson') -> TierMetrics:
     "`tier_metrics` of `policy(probs_or_scores)`."
     return tier_metrics(policy(probs_or_scores), y_pit, costs, method, policy=policy)
@@ -312,6 +315,7 @@ def _losses(losses) -> np.ndarray:
     if not np.isfinite(L).all() or (L < 0).any() or (L > 1).any(): raise ValueError("losses must lie in [0, 1]")
     return L
 
+# %% ../../nbs/32_judge.tiers.ipynb #7ad79aad
 def _binomial_losses(losses, alpha: float, delta: float | None = None) -> np.ndarray:
     "`binomial_pvalue` at k = the summed binary losses of each column."
     L = _losses(losses)
@@ -320,6 +324,7 @@ def _binomial_losses(losses, alpha: float, delta: float | None = None) -> np.nda
     k = np.count_nonzero(L, 0) if L.dtype == bool else L.sum(0).round().astype(np.int64)
     return binomial_pvalue(k, len(L), alpha)
 
+# %% ../../nbs/32_judge.tiers.ipynb #dfa1984c
 def bentkus_pvalue(losses, alpha: float, delta: float | None = None) -> np.ndarray:
     "Hoeffding-Bentkus p-value of H0 'mean loss > alpha' per column: min(exp(-n KL), e P(Bin(n, alpha) <= ceil(n r)))."
     from scipy.special import rel_entr
@@ -328,6 +333,7 @@ def bentkus_pvalue(losses, alpha: float, delta: float | None = None) -> np.ndarr
     bentkus = math.e * stats.binom.cdf(np.ceil(L.sum(0) - 1e-9), n, alpha)
     return np.minimum(1.0, np.minimum(hoeffding, bentkus))
 
+# %% ../../nbs/32_judge.tiers.ipynb #e249e947
 def wsr_capital(losses, alpha: float, delta: float) -> np.ndarray:
     "Log capital [n, m] of the Waudby-Smith-Ramdas bets against H0 'mean loss > alpha' (bets tuned to level delta)."
     L = _losses(losses); n = len(L); i = np.arange(1, n + 1)[:, None]
@@ -337,6 +343,7 @@ def wsr_capital(losses, alpha: float, delta: float) -> np.ndarray:
     nu = np.minimum(1.0, np.sqrt(2 * math.log(1 / delta) / (n * var_before)))   # bet j uses losses before j
     return np.cumsum(np.log1p(-nu * (L - alpha)), 0)
 
+# %% ../../nbs/32_judge.tiers.ipynb #bbcd9680
 def wsr_pvalue(losses, alpha: float, delta: float = DELTA) -> np.ndarray:
     "1 / max_i K_i of `wsr_capital` per column (Ville's inequality): valid for losses in an order unrelated to them."
     if len(_losses(losses)) == 0: return np.ones(_losses(losses).shape[1])
@@ -344,6 +351,7 @@ def wsr_pvalue(losses, alpha: float, delta: float = DELTA) -> np.ndarray:
 
 PVALUES: dict = dict(binomial=_binomial_losses, bentkus=bentkus_pvalue, wsr=wsr_pvalue)  # name -> f(losses, a, d)
 
+# %% ../../nbs/32_judge.tiers.ipynb #b0e10db3
 def risk_pvalues(losses,                 # losses [n] or [n, hypotheses] in [0, 1], rows in calibration order
                  alpha: float,           # the risk level of H0 'mean loss > alpha'
                  delta: float = DELTA,   # the level the p-values will be compared with (tunes the WSR bets)
@@ -352,7 +360,6 @@ def risk_pvalues(losses,                 # losses [n] or [n, hypotheses] in [0, 
     "One p-value per column of H0 'mean loss > alpha', by the method `pvalue` of `PVALUES`."
     if pvalue not in PVALUES: raise ValueError(f"unknown p-value {pvalue!r}; expected one of {list(PVALUES)}")
     return np.asarray(PVALUES[pvalue](losses, alpha, delta), dtype=np.float64)
-
 
 # %% ../../nbs/32_judge.tiers.ipynb #35c6b975
 @dataclass
@@ -404,6 +411,7 @@ class GuaranteedTiers:
         d['n_candidates'] = len(self.candidates); d['policy'] = self.policy.to_dict()
         return d
 
+# %% ../../nbs/32_judge.tiers.ipynb #9a915280
 class DependentCalibration(ValueError):
     "The calibration rows are not independent draws (several rows of one group, e.g. views of one cherry)."
 
@@ -425,6 +433,7 @@ def _check_groups(groups, n: int, unit: str, allow_dependent: bool) -> int | Non
                                "views.cherry_guaranteed_tiers(view_scores, y_cherry, groups, rule=...), or pass "
                                "allow_dependent=True to certify per image anyway (a guarantee per image only)")
 
+# %% ../../nbs/32_judge.tiers.ipynb #031a25cb
 def guaranteed_tiers(scores,                        # pit scores [N] (or probabilities [N, C]) of the calibration split
                      y_pit,                         # calibration truth (0/1 or 'clean'/'pit')
                      alpha: float = ALPHA,          # target pit-miss rate

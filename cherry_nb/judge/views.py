@@ -60,6 +60,7 @@ def _truth_per_cherry(y, codes: np.ndarray, names) -> np.ndarray:
                                   f"{names[bad[0]]!s}): the truth of a cherry is one value for all its views")
     return lo
 
+# %% ../../nbs/33_judge.views.ipynb #66621937
 def cherry_scores(view_scores,           # pit score per view in [0, 1]; NaN: the view failed to decode
                   groups,                # the cherry of each view (e.g. the `cherry_id` column)
                   rule: str = 'max',     # how views make one score: a key of `RULES`
@@ -83,6 +84,7 @@ def cherry_scores(view_scores,           # pit score per view in [0, 1]; NaN: th
     out['n_failed'] = out.n_views - out.n_scored
     return out[[c for c in ('cherry_id', 'score', 'n_views', 'n_scored', 'n_failed', 'y_pit') if c in out]]
 
+# %% ../../nbs/33_judge.views.ipynb #f24600f4
 def _expected_views(out: pd.DataFrame, n_views, has_y: bool) -> pd.DataFrame:
     "`n_views` set to the number expected; expected cherries without any row are added (every view failed)."
     exp = pd.Series(n_views) if isinstance(n_views, dict) else pd.Series(int(n_views), index=out.cherry_id)
@@ -169,6 +171,7 @@ class CherryGuarantee:
         return dict(unit='cherry', **d, statement=self.statement(), certificate=self.tiers.as_dict(),
                     policy=self.policy.to_dict())
 
+# %% ../../nbs/33_judge.views.ipynb #1144bcab
 def cherry_guaranteed_tiers(view_scores,              # pit score per view; NaN: failed to decode
                             y,                        # truth per view (its cherry's: one value per cherry)
                             groups,                   # the cherry of each view (e.g. `cherry_id`)
@@ -238,6 +241,7 @@ def resplit_coverage(view_scores,              # pit score per view of the score
     df.attrs.update(rule=rule, alpha=alpha, delta=delta, per_image=per_image, n_pool=n, n_cal=n_cal)
     return df
 
+# %% ../../nbs/33_judge.views.ipynb #96deb28b
 def coverage_summary(df: pd.DataFrame) -> dict:
     "Coverage (share of draws whose per-cherry pit-miss is <= alpha) with its interval, against the promised 1 - delta."
     a = df.attrs

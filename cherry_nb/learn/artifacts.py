@@ -42,6 +42,7 @@ def artifact_paths(path) -> tuple[Path, Path]:
     if p.suffix in ('.safetensors', '.json'): p = p.with_suffix('')
     return p.with_name(p.name + '.safetensors'), p.with_name(p.name + '.json')
 
+# %% ../../nbs/22_learn.artifacts.ipynb #a90e045a
 def artifact_hash(path) -> str:
     "SHA-256 of the artifact's weights file: its identity for lineage."
     w, _ = artifact_paths(path)
@@ -50,6 +51,7 @@ def artifact_hash(path) -> str:
 
 def _arch(model) -> str: return (getattr(model, 'pretrained_cfg', {}) or {}).get('architecture') or type(model).__name__
 
+# %% ../../nbs/22_learn.artifacts.ipynb #b3c4182c
 def state_dict_cpu(model: nn.Module) -> dict:
     "The model's state dict as contiguous CPU tensors (copies), ready for safetensors."
     return {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
@@ -58,6 +60,7 @@ def _versions() -> dict:
     return dict(cherry_nb=cherry_nb.__version__, timm=timm.__version__, torch=torch.__version__,
                 safetensors=safetensors.__version__)
 
+# %% ../../nbs/22_learn.artifacts.ipynb #3789f00e
 def _artifact_info(model, meta: dict, classes: tuple) -> dict:
     "The fixed part of an artifact's JSON: format, arch, classes and preprocessing (`meta` wins over the model)."
     cfg = getattr(model, 'pretrained_cfg', {}) or {}
@@ -69,6 +72,7 @@ def _artifact_info(model, meta: dict, classes: tuple) -> dict:
                 pretrained_source=meta.pop('pretrained_source', getattr(model, 'pretrained_source', None)),
                 train_config=None, manifest_hash=None, metrics={}, thresholds=None, temperature=None, parent_hash=None)
 
+# %% ../../nbs/22_learn.artifacts.ipynb #1614e165
 def save_artifact(model: nn.Module, # a timm classifier (with `.classes` from `create_model`, or give meta['classes'])
                   path,             # artifact path, with or without .safetensors/.json
                   meta: dict | None = None, # train_config, manifest_hash, metrics, thresholds, temperature, parent, ...
@@ -103,6 +107,7 @@ def read_artifact_meta(path) -> dict:
     if missing: raise ValueError(f"{jpath}: metadata lacks {missing}")
     return meta
 
+# %% ../../nbs/22_learn.artifacts.ipynb #6e427911
 def build_model(arch: str, num_classes: int, **kw) -> nn.Module:
     "The timm model with uninitialised weights (built on the meta device: no slow random init) for loading into."
     with torch.device('meta'): m = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kw)
@@ -110,6 +115,7 @@ def build_model(arch: str, num_classes: int, **kw) -> nn.Module:
     if all(n in keys for n, _ in m.named_buffers()): return m.to_empty(device='cpu')
     return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kw)
 
+# %% ../../nbs/22_learn.artifacts.ipynb #9073c855
 def _list(ks) -> str: return ', '.join(ks[:5]) + (' ...' if len(ks) > 5 else '')
 
 def load_state(model: nn.Module,            # the model to load into (in place)
@@ -130,6 +136,7 @@ def load_state(model: nn.Module,            # the model to load into (in place)
     model.load_state_dict(sd, strict=True)
     return model
 
+# %% ../../nbs/22_learn.artifacts.ipynb #2f21cdf2
 def set_preprocessing(model: nn.Module, meta: dict) -> nn.Module:
     "Put `meta`'s input_size / mean / std / interpolation into `model.pretrained_cfg`; the input size becomes fixed."
     cfg = dict(getattr(model, 'pretrained_cfg', {}) or {})

@@ -29,6 +29,7 @@ def _pair(v, name):
     if len(t) != 2: raise ValueError(f"AugConfig.{name} needs two numbers, got {v!r}")
     return t
 
+# %% ../../nbs/20_learn.augment.ipynb #6a6776b9
 @dataclass(frozen=True)
 class AugConfig:
     "Parameters of the field simulator: orientation (affine), lighting/strobe (colour) and motion blur."
@@ -83,6 +84,7 @@ AUG_PRESETS = {
                        saturation=0.1, hue=0.02, blur_kernel=3, blur_sigma=(0.1, 1.0), blur_p=0.2),
 }
 
+# %% ../../nbs/20_learn.augment.ipynb #02eb9895
 def aug_config(preset_or_config: str | AugConfig | Mapping = 'heavy', # a preset name, an `AugConfig` or a dict
                **overrides) -> AugConfig:                                # any `AugConfig` field, e.g. `degrees=0`
     "An `AugConfig` from a preset name, a config or a dict, with `overrides` applied."
@@ -140,6 +142,7 @@ def model_norm(model) -> tuple: # a timm model (or a `.module`/`._orig_mod` wrap
     return (tuple(float(v) for v in d['mean']), tuple(float(v) for v in d['std']),
             tuple(int(v) for v in d['input_size']))
 
+# %% ../../nbs/20_learn.augment.ipynb #c9beb28c
 class EvalTransform(nn.Module):
     "Deterministic uint8 [B,3,H,W] -> float32 normalised batch on the same device, resized when `size` is set."
     def __init__(self, mean=IMAGENET_MEAN, # per-channel mean of the model's training data (see `model_norm`)

@@ -56,6 +56,7 @@ def classifier_prefixes(model: nn.Module) -> list[str]:
         if n not in names: names.append(n)
     return names
 
+# %% ../../nbs/21_learn.models.ipynb #1c7b21a3
 def _in_head(key: str, prefixes) -> bool: return any(key == p or key.startswith(p + '.') for p in prefixes)
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
@@ -77,6 +78,7 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
                                      f"got {type(sd).__name__}")
     return sd
 
+# %% ../../nbs/21_learn.models.ipynb #bee7f46f
 def load_weights(model: nn.Module, # a timm model to load into (in place)
                  path,             # a .safetensors or state-dict .pt/.pth/.bin file
                 ) -> dict:
@@ -128,6 +130,7 @@ def _hub_cached(arch: str):
     except Exception: return None
     return None
 
+# %% ../../nbs/21_learn.models.ipynb #489d7db7
 def _hub_model(arch: str, kw: dict) -> tuple[nn.Module, str]:
     "(model, source) with hub weights: downloaded when the hub is reachable, else from the local cache."
     if hub_reachable():
@@ -144,6 +147,7 @@ def _hub_model(arch: str, kw: dict) -> tuple[nn.Module, str]:
     model = timm.create_model(arch, pretrained=False, **kw); load_weights(model, cached)
     return model, f"hub-cache:{cached}"
 
+# %% ../../nbs/21_learn.models.ipynb #e1ed141e
 def create_model(arch: str = DEFAULT_ARCH,           # timm model name, optionally with a tag ('convnextv2_tiny.fcmae')
                  classes: Sequence[str] = CLASSES_2, # class names, one output each, in index order
                  pretrained: bool | str | os.PathLike = False, # False, 'hub' (or True), a weights file, a source name
@@ -221,6 +225,7 @@ def stage_modules(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
             return list(s), [c for _, c in children[i+1:]]
     return [c for _, c in children if any(True for _ in c.parameters())], []
 
+# %% ../../nbs/21_learn.models.ipynb #35ed8418
 def set_trainable(model: nn.Module,  # a timm model (changed in place)
                   mode: str = 'full', # 'full', 'head' or 'last_stages'
                   n_stages: int = 1,  # with 'last_stages': how many final stages to train
@@ -238,6 +243,7 @@ def set_trainable(model: nn.Module,  # a timm model (changed in place)
     for m in train: m.requires_grad_(True)
     return model
 
+# %% ../../nbs/21_learn.models.ipynb #09f6d8ab
 def count_params(model: nn.Module, trainable: bool = False) -> int:
     "Number of parameters (only those with `requires_grad` when `trainable`)."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)

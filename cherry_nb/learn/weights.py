@@ -93,6 +93,7 @@ WEIGHT_SOURCES = {s.name: s for s in [
                                interpolation='bicubic', crop_pct=0.875),
                  notes='EfficientNet-Lite0 ImageNet-1k weights (TensorFlow port, EfficientNet-PyTorch naming)')]}
 
+# %% ../../nbs/23_learn.weights.ipynb #b51352c8
 def weight_source(name: str) -> WeightSource:
     "The registered source `name`, or a `KeyError` listing the names."
     if name not in WEIGHT_SOURCES: raise KeyError(f"unknown weight source {name!r}; known: {sorted(WEIGHT_SOURCES)}")

@@ -162,6 +162,7 @@ def _lineage(b: Bundle, t_old, t_new, g, mh: str, n: int, n_pits: int) -> dict:
                          "certificate and calibration scores: the line's labelled cherries"],
                 line_calibration=dict(manifest_hash=mh, n=n, n_pits=n_pits), weights='unchanged (same tensors)')
 
+# %% ../../nbs/54_line.recalibrate.ipynb #87d99fbd
 def recalibrate(bundle,                    # a Bundle, bundle folder or run folder (its default bundle)
                 labelled,                  # labelled folder, manifest CSV or labels CSV of the line's cherries
                 out_dir,                   # the new bundle folder

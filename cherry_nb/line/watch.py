@@ -91,6 +91,7 @@ def polya_steps(g: np.ndarray,           # group of each new cherry's rank (see 
     log_alt = np.log(a * (wk / n1)[:, None] + c[:, None]) - np.log(a + t[:, None])
     return log_alt - log_null[:, None]
 
+# %% ../../nbs/55_line.watch.ipynb #88d6c440
 def reference_band(n: int, delta: float) -> float:
     "Half-width eps with P(max_j |U_(j) - j/(n+1)| > eps) <= delta for n uniform order statistics (DKW, Massart)."
     return math.sqrt(math.log(2 / delta) / (2 * n)) + 1 / (n + 1)
@@ -109,6 +110,7 @@ def conditional_steps(g, counts, width, concentrations, eps: float) -> np.ndarra
         out.append(np.log(f[np.arange(len(g)), g]) - np.log(worst))
     return np.stack(out, 1)
 
+# %% ../../nbs/55_line.watch.ipynb #01305a9a
 def polya_pvalues(g, counts, width, u) -> np.ndarray:
     "Randomised p-values of the groups under their Polya-urn law: exactly uniform and independent under the null."
     n1, t0 = width.sum(), counts.sum()
@@ -118,6 +120,7 @@ def polya_pvalues(g, counts, width, u) -> np.ndarray:
     i = np.arange(len(g))
     return below[i, g] + u * pi[i, g]
 
+# %% ../../nbs/55_line.watch.ipynb #b209635a
 def jumper(p: np.ndarray, log_parts: np.ndarray, jump: float, eps) -> tuple[np.ndarray, np.ndarray]:
     "Vovk's simple jumper over bets 1 + e (p - 1/2), e in `eps`: (log martingale per p-value, final log capitals)."
     total = float(logsumexp(log_parts)); w = np.exp(log_parts - total).tolist(); e = list(eps)
@@ -373,6 +376,7 @@ def _first(hit: np.ndarray, at: np.ndarray) -> np.ndarray:
     "Per row, `at` of the first True in `hit` [S, W] (NaN where none)."
     return np.where(hit.any(1), at[hit.argmax(1)], np.nan).astype(np.float64)
 
+# %% ../../nbs/55_line.watch.ipynb #cb6ab0af
 def watch_alarms(reference, streams, **kwargs) -> np.ndarray:
     "Alarm cherry (1-based; NaN: none) of a fresh `Watch(reference, **kwargs)` on each stream [S, T]."
     return np.array([Watch(reference, **kwargs).update(s)['alarm_at'] or np.nan for s in _streams(streams)], float)
@@ -385,6 +389,7 @@ def ks_alarms(reference, streams, window: int = 200, level: float = 0.01) -> np.
     p = stats.ks_2samp(w, np.asarray(reference, np.float64)[None], axis=1, method='asymp').pvalue.reshape(S, nw)
     return _first(p < level, window * np.arange(1, nw + 1))
 
+# %% ../../nbs/55_line.watch.ipynb #4f56b4b4
 def shewhart_alarms(reference, streams, subgroup: int = 50, sigmas: float = 3.0) -> np.ndarray:
     "End of the first subgroup whose mean score leaves mean +- sigmas * sd / sqrt(subgroup) of the reference."
     ref = np.asarray(reference, np.float64); s = _streams(streams); S, T = s.shape; ng = T // subgroup
@@ -393,6 +398,7 @@ def shewhart_alarms(reference, streams, subgroup: int = 50, sigmas: float = 3.0)
     return _first(np.abs(m - ref.mean()) > sigmas * ref.std(ddof=1) / math.sqrt(subgroup),
                   subgroup * np.arange(1, ng + 1))
 
+# %% ../../nbs/55_line.watch.ipynb #50d63009
 def _cusum_max(z: np.ndarray, k: float) -> np.ndarray:
     "Running max(S+, S-) [S, T] of the two-sided tabular CUSUM of standardised scores z."
     hi = lo = np.zeros(z.shape[0]); out = np.empty_like(z)
@@ -400,6 +406,7 @@ def _cusum_max(z: np.ndarray, k: float) -> np.ndarray:
         hi = np.maximum(0, hi + z[:, t] - k); lo = np.maximum(0, lo - z[:, t] - k); out[:, t] = np.maximum(hi, lo)
     return out
 
+# %% ../../nbs/55_line.watch.ipynb #9d50a56a
 def cusum_limit(reference, horizon: int = 2000, level: float = 0.01, k: float = 0.5, n_boot: int = 2000,
                 seed: int = 0) -> float:
     "CUSUM limit h with false-alarm probability `level` within `horizon` cherries, by bootstrap of the reference."
@@ -407,6 +414,7 @@ def cusum_limit(reference, horizon: int = 2000, level: float = 0.01, k: float = 
     z = (rng.choice(ref, (n_boot, horizon)) - ref.mean()) / ref.std(ddof=1)
     return float(np.quantile(_cusum_max(z, k).max(1), 1 - level))
 
+# %% ../../nbs/55_line.watch.ipynb #ace7171b
 def cusum_alarms(reference, streams, k: float = 0.5, h: float = 5.0) -> np.ndarray:
     "First cherry where the two-sided CUSUM of scores standardised by the reference's mean and sd exceeds h."
     ref = np.asarray(reference, np.float64); s = _streams(streams)
@@ -468,6 +476,7 @@ class AuditPlan:
     accept_share: float    # share of cherries accepted
     prevalence: float      # share of cherries holding a pit
 
+# %% ../../nbs/55_line.watch.ipynb #55758346
 def _confirm_max(n, theta, conf) -> np.ndarray:
     "Largest k whose upper bound at `conf` is <= theta: max{k : P(Bin(n, theta) <= k) <= 1 - conf} (-1: none)."
     k = stats.binom.ppf(1 - conf, n, theta)
@@ -655,6 +664,7 @@ def cherry_stream(res,                      # `score.predict_folder`'s result wi
 
 ORDERS = ('check', 'files')   # 'check': refuse a labelled input read class by class; 'files': file order is arrival
 
+# %% ../../nbs/55_line.watch.ipynb #885fbf46
 def arrival_order_problem(labels,            # labels in file order ('' where unknown)
                           folder: bool = False, # labels read from class folders (a labelled folder)
                          ) -> str | None:
@@ -672,6 +682,7 @@ def arrival_order_problem(labels,            # labels in file order ('' where un
             f"{', ...' if len(blocks) > 6 else ''}; {expected:.0f} expected in an arrival order): {what}, which is "
             "not the order the cherries arrived in, and a watch would alarm on the order alone")
 
+# %% ../../nbs/55_line.watch.ipynb #4f900482
 def check_arrival_order(src, time_col: str | None = None, order: str = 'check'):
     "Refuse, before any scoring, an input without an arrival order: labelled and read class by class."
     if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}; got {order!r}")
@@ -682,6 +693,7 @@ def check_arrival_order(src, time_col: str | None = None, order: str = 'check'):
     if why: raise ValueError(f"{src}: {why}. Give the arrival time (--time-col / time_col=, e.g. the labels' `time`), "
                              "or say that file order is arrival order (--order files / order='files')")
 
+# %% ../../nbs/55_line.watch.ipynb #1d9ddd6f
 def watch_folder(bundle,                    # a Bundle, a bundle folder or a run folder (its default bundle)
                  src, out_dir,              # the incoming images (folder or manifest CSV), where the files go
                  level: float = 0.01,       # false-alarm probability over an unbounded stream

@@ -53,6 +53,7 @@ class TrainJob:
     def from_dict(cls, d: dict) -> 'TrainJob': return cls(**d)
     def config(self) -> TrainConfig: return TrainConfig(**self.train)
 
+# %% ../../nbs/42_run.jobs.ipynb #50fcd16e
 def _resolve(run_dir: Path, p: str) -> Path:
     q = Path(p); return q if q.is_absolute() else Path(run_dir) / q
 
@@ -62,6 +63,7 @@ def job_key(job: TrainJob, run_dir) -> str:
     if job.init_from: parts.append(read_artifact_meta(artifact_dir(run_dir) / job.init_from)['weights_sha256'])
     return sha256_bytes('\n'.join(parts).encode())
 
+# %% ../../nbs/42_run.jobs.ipynb #2dd0c850
 def artifact_dir(run_dir) -> Path: return Path(run_dir) / 'artifacts'
 
 def job_done(job: TrainJob, run_dir) -> bool:
@@ -85,6 +87,7 @@ def job_rows(df: pd.DataFrame, job: TrainJob, which: str) -> pd.DataFrame:
         return rows.reset_index(drop=True)
     return rows.assign(_job_label=rows[job.label_col]).reset_index(drop=True)
 
+# %% ../../nbs/42_run.jobs.ipynb #b7b1553d
 def _job_model(job: TrainJob, run_dir: Path) -> tuple:
     "(model, parent artifact or None): a new timm model, or the parent's weights, head grown to the job's classes."
     if not job.init_from: return create_model(job.arch, job.classes, pretrained=job.pretrained or False), None
@@ -93,6 +96,7 @@ def _job_model(job: TrainJob, run_dir: Path) -> tuple:
     if tuple(pmeta['classes']) != job.classes: model = grow_head(model, tuple(pmeta['classes']), job.classes)
     return model, parent
 
+# %% ../../nbs/42_run.jobs.ipynb #aebc6cf9
 def _job_metrics(learn, seconds: float, n_train: int) -> dict:
     hist = learn.history
     e = learn.best_epoch if learn.best_epoch is not None else int(hist['epoch'].iloc[-1])
@@ -102,6 +106,7 @@ def _job_metrics(learn, seconds: float, n_train: int) -> dict:
     return {'best': best, 'best_epoch': learn.best_epoch, 'train_seconds': round(seconds, 1),
             'train_images': n_train, 'history': hist.to_dict(orient='list'), **learn.records}
 
+# %% ../../nbs/42_run.jobs.ipynb #ad5fef31
 def run_job(job: TrainJob, run_dir, cache_dir=None, progress: bool = True, force: bool = False,
             callbacks=None,               # extra `fit` callbacks (e.g. `JobLineCB`)
             runner: dict | None = None    # where it runs (backend, node, attempt, ...), kept in the artifact
@@ -287,6 +292,7 @@ def _run_here(todo, run_dir, cache_dir, progress, threads) -> dict:
         except Exception as e: board.fail(j, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     return board.failed
 
+# %% ../../nbs/42_run.jobs.ipynb #058d300b
 def run_jobs(jobs: list[TrainJob], run_dir,
              workers: int = 1,           # jobs at once; 1 (and no `ray_address`): in this process; 0: as Ray fits
              cache_dir=None,             # decoded-image cache (default `<run>/.cache`)

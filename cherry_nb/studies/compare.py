@@ -263,6 +263,7 @@ def per_cherry(out: MethodOutput, S: SeedScores) -> tuple:
     return (MethodOutput(tiers, tab['score'].to_numpy(), pb, out.models, pol, forced_review=forced, note=out.note),
             tab['y_pit'].to_numpy())
 
+# %% ../../nbs/63_studies.compare.ipynb #8bfd3978
 def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     "Everything measured of one method on one seed's test split (per cherry when cherries have several views)."
     y, cfg, unit = S.y_test, S.cfg, 'image'
@@ -282,6 +283,7 @@ def method_row(name: str, out: MethodOutput, S: SeedScores) -> dict:
     row.update(matched(curve, cfg.matched_review, cfg.matched_pit_miss))
     return row
 
+# %% ../../nbs/63_studies.compare.ipynb #73e0bc29
 def labelled_maybe(test: pd.DataFrame, tiers) -> dict:
     "With `labels`: the share of labelled `maybe` test images not accepted, weighted by their sampling weights."
     m = (test['label3'].astype(str) == 'maybe').to_numpy()
@@ -464,6 +466,7 @@ def method_automation(name: str, out: MethodOutput, S: SeedScores, planner: bool
     a = automation_metrics(out.val_score, S.y_val, test, S.y_test, S.cfg.alpha, S.cfg.delta, *views, planner=planner)
     return dict(method=name, seed=S.seed, **a)
 
+# %% ../../nbs/63_studies.compare.ipynb #40f06191
 def seed_automation(outs: dict, S: SeedScores, planner: bool = False) -> list:
     "`method_automation` of every method of one seed; the planner on guaranteed 2-class (else the first method)."
     first = 'guaranteed 2-class' if 'guaranteed 2-class' in outs else next(iter(outs), None)
@@ -472,6 +475,7 @@ def seed_automation(outs: dict, S: SeedScores, planner: bool = False) -> list:
 
 _AUTO = ('certified_accept_share', 'oracle_accept_share', 'certified_pit_miss')
 
+# %% ../../nbs/63_studies.compare.ipynb #1851d919
 def automation_summary(rows: list) -> pd.DataFrame:
     "Per method: pooled accept shares and pit-miss (Rate), seed means with t intervals, certified / oracle."
     out = []
@@ -485,6 +489,7 @@ def automation_summary(rows: list) -> pd.DataFrame:
         out.append(s)
     return pd.DataFrame(out)
 
+# %% ../../nbs/63_studies.compare.ipynb #0f8b2062
 def automation_record(rows: list, alpha: float, delta: float) -> dict:
     "metrics.json['automation']: the guaranteed 2-class method's numbers pooled over seeds, the planner, every method."
     sm = automation_summary(rows)
@@ -597,6 +602,7 @@ def _run_seeds(df, cfg: CompareConfig, run, res: dict, preds: list, progress: bo
         preds.append(r['predictions'])
         atomic_write_json(run / 'results.json', jsonable(res))
 
+# %% ../../nbs/63_studies.compare.ipynb #2be9180e
 def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True) -> dict:
     "Run the comparison over `cfg.seeds` seeds in `run`; returns the results with the summary and recommendation."
     check_binary_splits(df); run = RunFolder(run, create=True)
@@ -614,6 +620,7 @@ def run_compare(df: pd.DataFrame, cfg: CompareConfig, run, progress: bool = True
                             summary=summary.to_dict(orient='records'), flags=res['flags'], automation=auto))
     return res
 
+# %% ../../nbs/63_studies.compare.ipynb #c6009607
 def read_results(run) -> dict:
     "A comparison run's `results.json` with its rates back as `Rate`s and its summary recomputed."
     res = read_metrics(run, 'results.json')

@@ -51,6 +51,7 @@ class DataConfig:
         from cherry_nb.data import views_source
         return [] if views_source(self.data, self.metadata) else [no_views_message(self, self.data)]
 
+# %% ../../nbs/60_studies.config.ipynb #030ceaa6
 def _labels_ok(path: str) -> bool:
     "True for '' or a usable labels CSV; a `ParamError` naming the file and its bad rows otherwise."
     if not path: return True
@@ -59,6 +60,7 @@ def _labels_ok(path: str) -> bool:
     except LabelError as e: raise ParamError(f"parameter labels = {path!r}: {e}") from None
     return True
 
+# %% ../../nbs/60_studies.config.ipynb #2ebec2a5
 def no_views_message(cfg: DataConfig, src) -> str:
     "Why `cfg` (several views per cherry) is refused on data `src` that does not group its images into cherries."
     ask = f"views = {cfg.views}" if cfg.views > 1 else "view_sampling = 'one'"
@@ -85,6 +87,7 @@ def _render_if_needed(cfg: DataConfig, progress: bool) -> Path:
                        clean_as_pit=cfg.clean_as_pit, views=cfg.views, progress=progress, overwrite=bool(have))
     return src
 
+# %% ../../nbs/60_studies.config.ipynb #f4297bfa
 def _whole_cherries(df: pd.DataFrame, src):
     "Refuse given splits that cut a cherry apart: its views would train and test, or calibrate and test."
     from cherry_nb.data import check_leakage, DataError
@@ -95,6 +98,7 @@ def _whole_cherries(df: pd.DataFrame, src):
                            + ', '.join(f"{r} [{s}]" for r, s in zip(where.relpath, where.split)) + "): keep each "
                            "cherry's views in one split, or leave the splits to the workflow")])
 
+# %% ../../nbs/60_studies.config.ipynb #b933dc8b
 def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
     "(manifest, source path) of `cfg.data` (image folder or manifest CSV) or of the simulator preset."
     from cherry_nb.data import read_manifest, read_image_folder, assign_splits, join_labels, add_cherry_ids
@@ -113,6 +117,7 @@ def workflow_data(cfg: DataConfig, progress: bool = True) -> tuple:
                           "splits, tiers, certificates and bundles are per cherry")
     return df, src
 
+# %% ../../nbs/60_studies.config.ipynb #2dcabc02
 def cherry_ids(df: pd.DataFrame) -> np.ndarray | None:
     "The `cherry_id` of every row when some cherry has several rows (views), else None: decisions are per image."
     if 'cherry_id' not in df.columns or not df['cherry_id'].duplicated().any(): return None
@@ -190,6 +195,7 @@ class ModelConfig:
     checks: ClassVar[dict] = dict(arch=ARCH, pretrained=PRETRAINED, image_size=positive(),
                                   aug=one_of(*AUG_PRESETS, 'none'))
 
+# %% ../../nbs/60_studies.config.ipynb #2bd77348
 @dataclass
 class TrainingConfig:
     "What the training of every job shares, and the stage-2 (fine-tuning) epochs and learning rate."
@@ -198,6 +204,7 @@ class TrainingConfig:
     lr2: float = 3e-4                # stage-2 peak learning rate, or 'find' (the seed's: 1e-3)
     checks: ClassVar[dict] = dict(batch_size=positive(), epochs2=at_least(1), lr2=positive('find'))
 
+# %% ../../nbs/60_studies.config.ipynb #692abf4e
 @dataclass
 class MiningSettings:
     "The seed's mining band (`mining.MiningConfig`) and the folds of out-of-fold mining."
@@ -207,6 +214,7 @@ class MiningSettings:
     checks: ClassVar[dict] = dict(folds=at_least(2), low=unit(), high=unit())
     ordered: ClassVar[tuple] = (('low', 'high'),)
 
+# %% ../../nbs/60_studies.config.ipynb #ee5da499
 @dataclass
 class TiersConfig:
     "The tier policies a study measures: production's mapping, enhanced 2-class thresholds, guaranteed tiers."

@@ -232,6 +232,7 @@ def calibration_flags(ts: dict, prior: float, bounds=(0.01, 100.0), margin: floa
                         "nothing"))
     return out
 
+# %% ../../nbs/62_studies.two_stage.ipynb #120de481
 def job_records(run, key: str) -> dict:
     "One record (e.g. 'fit_verdict', 'lr_find') of each job's artifact metrics, by job: 'stage1', 'seed0/binary', ..."
     root, out = RunFolder(run).root, {}
@@ -240,6 +241,7 @@ def job_records(run, key: str) -> dict:
         if v is not None: out[str((p.parent.parent / p.stem).relative_to(root))] = v
     return out
 
+# %% ../../nbs/62_studies.two_stage.ipynb #af22900a
 def fit_verdicts(run) -> dict:
     "Each job's fit check (`train.fit_verdict`, kept in its artifact) by job: 'stage1', 'seed0/binary', ..."
     return job_records(run, 'fit_verdict')
@@ -257,6 +259,7 @@ def fit_flags(verdicts: dict) -> list:
     return [dict(kind='not learning', message=f"job {k} learned nothing: {v['reason']}")
             for k, v in verdicts.items() if v.get('learned') is False]
 
+# %% ../../nbs/62_studies.two_stage.ipynb #9c92d783
 def stage2_failed(verdicts: dict) -> bool:
     "Whether stage 2 learned nothing (`fit_verdict`) while stage 1 did not fail."
     return (verdicts.get('stage2') or {}).get('learned') is False and \
@@ -330,6 +333,7 @@ def write_bundles(run, df, cfg: TwoStageConfig, ts: TemperatureScaler, scores: d
     set_default_bundle(run, *default_bundle(names, cfg, cherry_ids(dv) is not None, stage2_failed(fit_verdicts(run))))
     return names
 
+# %% ../../nbs/62_studies.two_stage.ipynb #c6938223
 def default_bundle(names: list, cfg: TwoStageConfig, grouped: bool, s2_failed: bool) -> tuple:
     "(name, why) of the default bundle: what the seed deploys, or stage 1's best when stage 2 learned nothing."
     pre, each = ('cherry-', f", per cherry ({cfg.rule} of its views)") if grouped else ('', '')
@@ -337,7 +341,7 @@ def default_bundle(names: list, cfg: TwoStageConfig, grouped: bool, s2_failed: b
     name = next(pre + n for n in ('guaranteed', 'enhanced') if pre + n in names)
     return name, f"stage 2 learned nothing: calibrated stage 1, {name.removeprefix(pre)} 2-class{each}"
 
-
+# %% ../../nbs/62_studies.two_stage.ipynb #b26b21c5
 def cherry_bundles(run: RunFolder, cfg: TwoStageConfig, ts, p1v, yv, gv, cal: dict, cal2: dict) -> list:
     "With several views per cherry: production, enhanced and (when it can be certified) guaranteed, per cherry."
     calg, each = dict(cal, groups=gv), f"per cherry ({cfg.rule} of its views)"

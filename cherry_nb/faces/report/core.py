@@ -76,6 +76,7 @@ class Section:
     md: str = ''                     # Markdown body
     figures: list = field(default_factory=list)  # plotly figures shown after the text (HTML only)
 
+# %% ../../../nbs/70_faces.report.ipynb #3a74c44a
 @dataclass
 class Report:
     title: str                                   # e.g. 'Model Report: 2-Stage Robust Training'

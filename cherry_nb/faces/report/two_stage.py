@@ -144,6 +144,7 @@ def tiers_md(m: dict) -> str:
            f"{t['nll_before']:.3f} -> {t['nll_after']:.3f}).")
     return out + cherry_tiers_md(m)
 
+# %% ../../../nbs/71_faces.report_two_stage.ipynb #5daf096c
 def cherry_tiers_md(m: dict) -> str:
     "With several views per cherry: the tier table per cherry (the unit stated) and the cherry-level guarantee."
     if 'cherry_tiers_test' not in m: return ''
@@ -152,6 +153,7 @@ def cherry_tiers_md(m: dict) -> str:
     return (f"\n\n**Per {m['unit']}: what the line decides.** Rates count cherries:\n\n"
             f"{md_table(tier_table(m['cherry_tiers_test']))}\n\nGuarantee per cherry: {g}.")
 
+# %% ../../../nbs/71_faces.report_two_stage.ipynb #9517a107
 def tier_figures(run, m: dict) -> list:
     "Score histograms with the configured thresholds, and risk-coverage curves, on the test split."
     from cherry_nb.judge.tiers import score_histogram, risk_coverage_figure
@@ -163,6 +165,7 @@ def tier_figures(run, m: dict) -> list:
                             title='stage 2 p(pit) on test, production thresholds'),
             risk_coverage_figure({'stage 1': s1.p_pit.to_numpy(), 'stage 2': s2.p_pit.to_numpy()}, s1.y_pit.to_numpy())]
 
+# %% ../../../nbs/71_faces.report_two_stage.ipynb #0614719e
 def calibration_md(m: dict) -> str:
     "The temperature fitted on the validation split and what it did, as a table (the reliability plot is in the HTML)."
     t = m['temperature']
@@ -171,6 +174,7 @@ def calibration_md(m: dict) -> str:
     return (f"Stage 1's p(pit) is temperature-scaled on the validation split:\n\n{md_table(rows)}\n\n"
             "The reliability diagram (before and after) is in report.html.")
 
+# %% ../../../nbs/71_faces.report_two_stage.ipynb #eb206e8b
 def training_md(run) -> str:
     "The training jobs' epochs and kept-epoch metrics (the per-epoch curves are in the HTML)."
     t = training_table(run, ['stage1', 'stage2'])
@@ -178,6 +182,7 @@ def training_md(run) -> str:
     return (f"{md_table(t, floatfmt='.4f')}\n\nEpochs count from 1; the kept epoch is the one whose weights were "
             "saved (the best on validation). Per-epoch curves are in report.html.")
 
+# %% ../../../nbs/71_faces.report_two_stage.ipynb #ae1d9c66
 def calibration_figures(run) -> list:
     "Reliability of stage 1's p(pit) on the validation split, before and after temperature scaling."
     p = read_predictions(run); v = p[(p.model == 'stage1') & (p.split == 'val')]
