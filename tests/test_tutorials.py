@@ -90,7 +90,7 @@ def test_tutorials_are_tested_and_workflows_are_not(monkeypatch):
     assert found and not [p for p in found if '/' in p], 'nbdev_test without --path stays in nbs/'
     tut = [Path(p).name for p in nbglob(ROOT / 'nbs' / 'tutorials')]
     assert tut == ['colab.ipynb']
-    assert re.search(r'^python tests/exec_nbs.py\b', (ROOT / 'tests' / 'run.sh').read_text(), flags=re.M)
+    assert re.search(r'python tests/exec_nbs.py --out \S+ --timing;', (ROOT / 'tests' / 'run.sh').read_text())
     import sys; sys.path.insert(0, str(ROOT / 'tests')); import check_docs
     runs = [p.relative_to(ROOT / 'nbs').as_posix() for p in check_docs.notebooks()]   # what exec_nbs runs by default
     assert 'tutorials/colab.ipynb' in runs and not [p for p in runs if p.startswith('workflows/')]

@@ -194,12 +194,15 @@ def checks_file(src: Path) -> Path:
 QUICK_ARCHS = ('convnextv2_atto', 'convnextv2_nano', 'convnextv2_tiny', 'efficientnet_lite0', 'resnet18',
                'test_resnet')   # architectures whose smallest input side the quick checks know (the default too)
 
-def arch_table(archs=QUICK_ARCHS) -> dict:
-    "timm's version, its model names and the smallest input side of `archs` and the default: data for the quick checks."
+def arch_table(archs=QUICK_ARCHS, known: dict | None = None) -> dict:
+    "timm's version, its model names and the smallest input side of `archs` and the default (`known`: from before)."
     import timm
     from cherry_nb.learn.models import DEFAULT_ARCH
-    return dict(timm=timm.__version__, names=sorted({n.split('.')[0] for n in timm.list_models()}),
-                min_image_size={a: model_min_size(a) for a in sorted({DEFAULT_ARCH, *archs})})
+    known = known if (known or {}).get('timm') == timm.__version__ else {}
+    sizes = known.get('min_image_size', {}) if known else {}
+    names = sorted({n.split('.')[0] for n in timm.list_models()})
+    return dict(timm=timm.__version__, names=names,
+                min_image_size={a: sizes.get(a) or model_min_size(a) for a in sorted({DEFAULT_ARCH, *archs})})
 
 def arch_problems(p: dict, table: dict) -> list:
     "Refusals of `arch` and `image_size` read from `table` (`arch_table`), when the timm installed here made it."
@@ -221,9 +224,10 @@ def arch_problems(p: dict, table: dict) -> list:
 # %% ../../nbs/75_faces.cli.ipynb #09ba3b49
 def workflow_checks(src: Path, archs=QUICK_ARCHS) -> dict:
     "The data part of a packaged workflow's checks: schema, ordered pairs, augmentation sizes, timm's names."
-    cls = _workflow_config(src)
+    cls, f = _workflow_config(src), checks_file(src)
+    known = read_json(f).get('arch') if f.is_file() else None     # smallest sides already measured with this timm
     return dict(checks=check_schema(cls), ordered=[list(p) for p in ordered_pairs(cls)], aug_min_size=aug_min_sizes(),
-                arch=arch_table(archs))
+                arch=arch_table(archs, known))
 
 def write_workflow_checks() -> list:
     "Write `checks_file` of every packaged workflow (run after changing a config's checks or the augmentations)."
