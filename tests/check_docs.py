@@ -259,7 +259,13 @@ def main(argv=None):
     ap.add_argument('--timeout', type=int, default=300, help='seconds one notebook may take')
     ap.add_argument('--fix', action='store_true',
                     help="split rule 2's imports into cells of their own in the NOTEBOOKs named (no check)")
+    ap.add_argument('--static', action='store_true',
+                    help="only the rules read from the source (rule 2: imports in a cell of their own); no processing")
     a = ap.parse_args(argv)
+    if a.static:
+        bad = [(p, d) for p in (a.notebooks or notebooks()) for d in static_problems(p)]
+        for p, d in bad: print(f"FAIL {p}: cell {d['id']}: {d['error']}", file=sys.stderr)
+        return 1 if bad else 0
     if a.fix:
         if not a.notebooks: ap.error('--fix needs the notebooks to change')
         for nb in a.notebooks: fix(nb)

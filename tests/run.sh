@@ -50,7 +50,8 @@ if [ $FAST = 1 ]; then python tests/exec_nbs.py --out build/docs/executed --timi
 else python tests/exec_nbs.py --out build/docs/executed --timing; fi
 
 if [ $FAST = 1 ]; then
-  step "docs: skipped by --fast (the full suite processes every notebook and builds the site)"
+  step "docs: only the source rules by --fast (the full suite processes every notebook and builds the site)"
+  python tests/check_docs.py --static
 else
   step "docs site: doc processing of every notebook (nbdev's processors), Sphinx, with the outputs above"
   python tests/build_docs.py --executed build/docs/executed --no-execute --out build/docs/site
