@@ -60,7 +60,7 @@ def _require_browser():
 
 def _tiers_notebooks():
     import build_docs
-    return [p for p in check_docs.notebooks() if build_docs._page_name(p) == 'tiers']
+    return [p for p in check_docs.notebooks() if build_docs._page_name(p) == 'judge.tiers']
 
 
 @pytest.fixture(scope='module')
@@ -87,8 +87,8 @@ def test_docs_site_in_chromium(site):
     from playwright.sync_api import sync_playwright
     site, res = site
     assert 'tutorials/colab' in res['tutorials'] and 'cherry_nb.judge.tiers' in res['modules']
-    assert 'tiers' in res['pages']
-    for f in ('index.html', 'api/cherry_nb.judge.tiers.html', 'tiers.html', 'tutorials/colab.html'):
+    assert 'judge.tiers' in res['pages']
+    for f in ('index.html', 'api/cherry_nb.judge.tiers.html', 'judge.tiers.html', 'tutorials/colab.html'):
         assert (site / f).is_file(), f
     with sync_playwright() as pw:
         b = _browser(pw)
